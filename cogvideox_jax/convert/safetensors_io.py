@@ -1,0 +1,99 @@
+"""Read PyTorch weights from safetensors files with numpy only (no torch).
+
+Handles a single ``*.safetensors`` file or a sharded checkpoint described by a
+``*.safetensors.index.json``; bf16 tensors come back as ``ml_dtypes.bfloat16`` arrays.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable
+
+import numpy as np
+
+from cogvideox_jax.convert.errors import CheckpointFormatError
+
+# Names diffusers / transformers use for their weight files, in order of preference.
+WEIGHT_FILE_NAMES = (
+    "diffusion_pytorch_model.safetensors",
+    "model.safetensors",
+)
+INDEX_FILE_NAMES = (
+    "diffusion_pytorch_model.safetensors.index.json",
+    "model.safetensors.index.json",
+)
+
+
+def find_weight_files(folder: str) -> list[str]:
+    """Return the safetensors files holding a model's weights in ``folder``.
+
+    Prefers an index file (sharded checkpoint), then the standard single-file names, then
+    any lone ``*.safetensors`` file.
+    """
+    if not os.path.isdir(folder):
+        raise CheckpointFormatError(f"{folder!r} is not a directory")
+    for name in INDEX_FILE_NAMES:
+        index_path = os.path.join(folder, name)
+        if os.path.exists(index_path):
+            try:
+                with open(index_path) as f:
+                    weight_map = json.load(f)["weight_map"]
+            except (json.JSONDecodeError, KeyError) as e:
+                raise CheckpointFormatError(f"corrupt index file {index_path}: {e}") from e
+            files = sorted(set(weight_map.values()))
+            missing = [f for f in files if not os.path.exists(os.path.join(folder, f))]
+            if missing:
+                raise CheckpointFormatError(f"index {index_path} names missing shard files: {missing}")
+            return [os.path.join(folder, f) for f in files]
+    for name in WEIGHT_FILE_NAMES:
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            return [path]
+    candidates = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
+    if len(candidates) == 1:
+        return [os.path.join(folder, candidates[0])]
+    raise CheckpointFormatError(
+        f"no safetensors weights found in {folder!r} (expected one of "
+        f"{WEIGHT_FILE_NAMES + INDEX_FILE_NAMES}; found {candidates or 'none'}). "
+        "PyTorch .bin checkpoints are not read: re-save with safe_serialization=True."
+    )
+
+
+def read_safetensors(paths: str | Iterable[str]) -> dict[str, np.ndarray]:
+    """Read every tensor of one or more safetensors files into a flat ``{name: np.ndarray}``."""
+    from safetensors import safe_open
+
+    if isinstance(paths, str):
+        paths = [paths]
+    tensors: dict[str, np.ndarray] = {}
+    for path in paths:
+        try:
+            with safe_open(path, framework="np") as f:
+                for key in f.keys():
+                    if key in tensors:
+                        raise CheckpointFormatError(f"tensor {key!r} appears in more than one shard ({path})")
+                    tensors[key] = f.get_tensor(key)
+        except CheckpointFormatError:
+            raise
+        except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError
+            raise CheckpointFormatError(
+                f"cannot read safetensors file {path!r}: {type(e).__name__}: {e}. "
+                "The file is corrupt, truncated or not a safetensors file."
+            ) from e
+    return tensors
+
+
+def read_folder(folder: str) -> dict[str, np.ndarray]:
+    """Read all weights of a diffusers / transformers model folder."""
+    return read_safetensors(find_weight_files(folder))
+
+
+def read_config(folder: str) -> dict:
+    path = os.path.join(folder, "config.json")
+    if not os.path.exists(path):
+        raise CheckpointFormatError(f"{folder!r} has no config.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise CheckpointFormatError(f"corrupt config.json in {folder!r}: {e}") from e

@@ -1,0 +1,1 @@
+"""Frozen-dataclass configs, one per model variant and training stage."""

@@ -1,0 +1,40 @@
+"""cogvideox-jax: a JAX/Flax, TPU-first reimplementation of CogVideoX."""
+from setuptools import find_packages, setup
+
+RUNTIME = [
+    "jax>=0.10.2,<0.11",
+    "jaxlib>=0.10.2,<0.11",
+    "flax>=0.12.8,<0.13",
+    "optax>=0.2.8",
+    "orbax-checkpoint>=0.12.8",
+    "chex>=0.1.90",
+    "einops>=0.8",
+    "numpy>=1.26",
+    "ml_dtypes>=0.5",
+    "safetensors>=0.6",
+    "tqdm>=4.66",
+    "imageio>=2.34",
+    "imageio-ffmpeg>=0.5",
+    "transformers>=5.0",  # tokenizer only at run time (and the PyTorch T5 as a test oracle)
+    "sentencepiece>=0.2",
+]
+
+# Test oracles. torch is pinned to the CPU wheel that lies on disk on the dev/CI machines;
+# any other spec would pull a multi-GB CUDA build.
+TEST = [
+    "torch==2.13.0",
+    "diffusers>=0.35",
+    "pytest>=8",
+    "pytest-xdist>=3.5",
+]
+
+setup(
+    name="cogvideox-jax",
+    version="0.1.0",
+    description="CogVideoX in JAX/Flax: 3D causal VAE, expert transformer, T5 encoder; TPU-first.",
+    packages=find_packages(include=["cogvideox_jax", "cogvideox_jax.*", "configs", "configs.*"]),
+    python_requires=">=3.11",
+    install_requires=RUNTIME,
+    extras_require={"test": TEST},
+    entry_points={"console_scripts": ["cogvideox-jax=cogvideox_jax.cli:main"]},
+)
