@@ -1,0 +1,69 @@
+"""Causal 3D convolution with a frame cache (diffusers ``CogVideoXCausalConv3d``, pad_mode "first").
+
+All temporal padding is at the front: with no cache the first frame is repeated ``kt - 1`` times,
+otherwise the cache (the last ``kt - 1`` frames of the previous chunk's padded input) is
+prepended. Spatial padding is zeros, ``(k - 1) // 2`` on each side.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from cogvideox_jax.models.vae.conv_weights import ConvWeights, conv3d_native, conv3d_valid_time
+
+
+def causal_pad_time(x, kt: int, cache=None):
+    """Return ``(padded_x, new_cache)``; ``new_cache`` is None when ``kt == 1``."""
+    if kt == 1:
+        return x, None
+    if cache is None:
+        cache = jnp.repeat(x[:, :1], kt - 1, axis=1)
+    xp = jnp.concatenate([cache.astype(x.dtype), x], axis=1)
+    return xp, xp[:, -(kt - 1) :]
+
+
+class CausalConv3d(nn.Module):
+    """``(x, cache) -> (y, new_cache)``; x is (B, T, H, W, C), y is (B, T, H, W, features)."""
+
+    features: int
+    kernel_size: Sequence[int] = (3, 3, 3)
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    native_conv3d: bool = False
+
+    @nn.compact
+    def __call__(self, x, cache=None):
+        kt, kh, kw = self.kernel_size
+        kernel, bias = ConvWeights(
+            (kt, kh, kw, x.shape[-1], self.features), self.dtype, self.param_dtype, name="conv"
+        )()
+        x = x.astype(self.dtype)
+        xp, new_cache = causal_pad_time(x, kt, cache)
+        pad = (((kh - 1) // 2,) * 2, ((kw - 1) // 2,) * 2)
+        conv = conv3d_native if self.native_conv3d else conv3d_valid_time
+        return conv(xp, kernel, bias, pad), new_cache
+
+
+class PointwiseConv3d(nn.Module):
+    """1x1x1 convolution (diffusers ``CogVideoXSafeConv3d(kernel_size=1)``), params at this level."""
+
+    features: int
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        from cogvideox_jax.models.vae.conv_weights import _KERNEL_NAMES, torch_like_conv_init
+        from cogvideox_jax.parallel.logical_axes import logical_init
+
+        kernel = self.param(
+            "kernel",
+            logical_init(torch_like_conv_init, _KERNEL_NAMES[5]),
+            (1, 1, 1, x.shape[-1], self.features),
+            self.param_dtype,
+        )
+        bias = self.param("bias", logical_init(nn.initializers.zeros, ("conv_out",)), (self.features,), self.param_dtype)
+        y = jnp.einsum("bthwc,cd->bthwd", x.astype(self.dtype), kernel[0, 0, 0].astype(self.dtype))
+        return y + bias.astype(self.dtype)

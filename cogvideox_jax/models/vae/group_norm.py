@@ -1,0 +1,44 @@
+"""GroupNorm over channels-last video with PyTorch's statistics (per group over C/G x T x H x W)."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cogvideox_jax.parallel.logical_axes import logical_init
+
+
+def group_norm(x, scale, bias, num_groups: int, eps: float, *, silu: bool = False, out_dtype=None):
+    """Normalise (B, ..., C) per (batch, group) over every other axis; statistics in float32."""
+    out_dtype = out_dtype or x.dtype
+    shape = x.shape
+    c = shape[-1]
+    xg = x.reshape(shape[0], -1, num_groups, c // num_groups).astype(jnp.float32)
+    mean = jnp.mean(xg, axis=(1, 3), keepdims=True)
+    var = jnp.mean(jnp.square(xg - mean), axis=(1, 3), keepdims=True)
+    inv = jax.lax.rsqrt(var + eps)
+    # fold the affine into per-(batch, channel) multiplier/offset: y = x * a + b
+    g = scale.astype(jnp.float32).reshape(1, 1, num_groups, c // num_groups)
+    bb = bias.astype(jnp.float32).reshape(1, 1, num_groups, c // num_groups)
+    a = inv * g
+    b = bb - mean * a
+    y = xg * a + b
+    if silu:
+        y = y * jax.nn.sigmoid(y)
+    return y.astype(out_dtype).reshape(shape)
+
+
+class GroupNorm(nn.Module):
+    num_groups: int = 32
+    epsilon: float = 1e-6
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, silu: bool = False):
+        c = x.shape[-1]
+        scale = self.param("scale", logical_init(nn.initializers.ones, ("norm",)), (c,), self.param_dtype)
+        bias = self.param("bias", logical_init(nn.initializers.zeros, ("norm",)), (c,), self.param_dtype)
+        return group_norm(x, scale, bias, self.num_groups, self.epsilon, silu=silu, out_dtype=self.dtype)

@@ -1,0 +1,60 @@
+"""Decoder SpatialNorm3D: ``GroupNorm(f) * conv_y(zq) + conv_b(zq)`` with zq the nearest-resized latent."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cogvideox_jax.models.vae.causal_conv3d import CausalConv3d
+from cogvideox_jax.models.vae.group_norm import GroupNorm
+
+
+def _nearest_axis(z, axis: int, out_size: int):
+    in_size = z.shape[axis]
+    if in_size == out_size:
+        return z
+    if out_size % in_size == 0:
+        return jnp.repeat(z, out_size // in_size, axis=axis)
+    # PyTorch "nearest": src = min(floor(dst * (in / out)), in - 1), scale in float32
+    scale = np.float32(in_size) / np.float32(out_size)
+    idx = np.minimum(np.floor(np.arange(out_size, dtype=np.float32) * scale).astype(np.int64), in_size - 1)
+    return jnp.take(z, jnp.asarray(idx), axis=axis)
+
+
+def nearest_resize_video(z, size):
+    """Nearest resize of (B, T, H, W, C) to ``size = (T', H', W')`` like ``F.interpolate(mode='nearest')``."""
+    for axis, n in zip((1, 2, 3), size):
+        z = _nearest_axis(z, axis, n)
+    return z
+
+
+def resize_latent_like(zq, f_shape):
+    """The reference's odd-frame handling: for odd T > 1 the first frame is resized on its own."""
+    t, h, w = f_shape[1:4]
+    if t > 1 and t % 2 == 1:
+        first = nearest_resize_video(zq[:, :1], (1, h, w))
+        rest = nearest_resize_video(zq[:, 1:], (t - 1, h, w))
+        return jnp.concatenate([first, rest], axis=1)
+    return nearest_resize_video(zq, (t, h, w))
+
+
+class SpatialNorm3D(nn.Module):
+    num_groups: int = 32
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, f, zq, silu: bool = False):
+        c = f.shape[-1]
+        zq = resize_latent_like(zq.astype(self.dtype), f.shape)
+        conv_y, _ = CausalConv3d(c, (1, 1, 1), self.dtype, self.param_dtype, name="conv_y")(zq)
+        conv_b, _ = CausalConv3d(c, (1, 1, 1), self.dtype, self.param_dtype, name="conv_b")(zq)
+        # eps is hard-coded 1e-6 in the reference
+        norm_f = GroupNorm(self.num_groups, 1e-6, jnp.float32, self.param_dtype, name="norm_layer")(f)
+        y = norm_f * conv_y.astype(jnp.float32) + conv_b.astype(jnp.float32)
+        if silu:
+            y = y * jax.nn.sigmoid(y)
+        return y.astype(self.dtype)
