@@ -1,0 +1,1 @@
+"""Model backends for the VBench dimensions, behind the small interfaces of ``interfaces.py``."""

@@ -1,0 +1,66 @@
+"""Multiple objects, scored exactly as ``vbench/multiple_objects.py``.
+
+Rule: the object string (e.g. "bird and cat") is split on " and " into two names (stripped); a
+frame of the 16 middle frames succeeds when both names are in the set of classes GRiT detects in
+it. Score = successful frames / frames, pooled over all videos.
+"""
+from __future__ import annotations
+
+from typing import Callable, Collection, Sequence
+
+from cogvideox_jax.eval.vbench.aggregation import aggregate
+from cogvideox_jax.eval.vbench.backends.interfaces import ObjectDetector
+from cogvideox_jax.eval.vbench.discovery import PromptVideos
+from cogvideox_jax.eval.vbench.frame_sampling import NUM_MIDDLE_FRAMES, middle_frame_indices
+from cogvideox_jax.eval.vbench.video_io import DecodedVideo, read_video
+
+MAX_SHORT_SIDE = 768
+RESIZED_SHORT_SIDE = 720.0
+
+
+def parse_object_pair(objects: str) -> tuple[str, str]:
+    """``key_a, key_b = objects.split(' and ')`` (exactly two names, else ValueError as in VBench)."""
+    key_a, key_b = objects.split(" and ")
+    return key_a.strip(), key_b.strip()
+
+
+def frame_success(objects: str, detected: Collection[str]) -> bool:
+    key_a, key_b = parse_object_pair(objects)
+    return key_a in detected and key_b in detected
+
+
+def count_object_successes(objects: str, detections: Sequence[Collection[str]]) -> int:
+    return sum(1 for d in detections if frame_success(objects, d))
+
+
+def grit_resize_shape(height: int, width: int) -> tuple[int, int] | None:
+    """Frame size GRiT sees: ``(int(720/m * h), int(720/m * w))`` when ``m = min(h, w) > 768``."""
+    m = min(height, width)
+    if m > MAX_SHORT_SIDE:
+        scale = RESIZED_SHORT_SIDE / m
+        return int(scale * height), int(scale * width)
+    return None
+
+
+def score_video(video_path: str, objects: str, detections: Sequence[Collection[str]]) -> dict:
+    ok = count_object_successes(objects, detections)
+    return {
+        "video_path": video_path,
+        "video_results": ok / len(detections),
+        "success_frame_count": ok,
+        "frame_count": len(detections),
+    }
+
+
+def evaluate_multiple_objects(
+    prompt_videos: Sequence[PromptVideos],
+    detector: ObjectDetector,
+    load: Callable[[str], DecodedVideo] = read_video,
+) -> tuple[float, list[dict]]:
+    results = []
+    for pv in prompt_videos:
+        for path in pv.video_paths:
+            frames = load(path).frames
+            frames = frames[middle_frame_indices(NUM_MIDDLE_FRAMES, len(frames))]
+            results.append(score_video(path, pv.entry.aux, detector.detect(frames)))
+    return aggregate("multiple_objects", results), results
