@@ -1,0 +1,122 @@
+"""Training metrics: loss, lr, grad norm, tokens/s, step time and an MFU estimate.
+
+Sinks: stdout, a JSONL file (always), and TensorBoard through ``tensorboardX`` when it is
+importable. (``flax.metrics.tensorboard`` needs TensorFlow, which is not installed here, and
+``torch.utils.tensorboard`` is off limits for the runtime package, so on this machine the JSONL log
+is the record.) FLOPs are counted from the model description, not measured.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+# dense bf16 peak FLOP/s per chip, for the MFU estimate
+PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5": 459e12, "TPU v5p": 459e12,
+              "TPU v6 lite": 918e12, "TPU v6e": 918e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def peak_flops_for(device_kind: str) -> float | None:
+    for k in sorted(PEAK_FLOPS, key=len, reverse=True):
+        if k.lower() in device_kind.lower():
+            return PEAK_FLOPS[k]
+    return None
+
+
+def sequence_lengths(spec, latent_shape, text_len: int) -> tuple[int, int]:
+    """(text tokens, video tokens) per sample."""
+    _, t, h, w, _ = latent_shape
+    t_tokens = -(-t // spec.patch_size_t)
+    return text_len, t_tokens * (h // spec.patch_size) * (w // spec.patch_size)
+
+
+def transformer_train_flops(spec, latent_shape, text_len: int) -> float:
+    """FLOPs of one training step (forward + backward ≈ 3× forward) for the whole batch.
+
+    Per layer and sample with N = text + video tokens, width D: q,k,v,out projections 8·N·D²,
+    attention scores and values 4·N²·D, feed-forward 4·ff_mult·N·D², adaLN 2·T·12·D (T = time
+    embed width); plus patch embedding, text projection and output projection.
+    """
+    b = latent_shape[0]
+    n_txt, n_vid = sequence_lengths(spec, latent_shape, text_len)
+    n, d = n_txt + n_vid, spec.inner_dim
+    per_layer = 8 * n * d * d + 4 * n * n * d + 4 * spec.ff_mult * n * d * d + 2 * spec.time_embed_dim * 12 * d
+    patch = spec.latent_channels * spec.patch_size ** 2 * spec.patch_size_t
+    io = 2 * n_vid * patch * d * 2 + 2 * n_txt * spec.text_dim * d
+    return 3.0 * b * (spec.num_layers * per_layer + io)
+
+
+class MetricsLogger:
+    """Writes one record per logged step to stdout, ``<log_dir>/metrics.jsonl`` and TensorBoard."""
+
+    def __init__(self, log_dir: str | None, *, flops_per_step: float = 0.0, tokens_per_step: int = 0,
+                 peak_flops: float | None = None, num_devices: int = 1, stdout: bool = True,
+                 is_main: bool = True):
+        self.flops_per_step = flops_per_step
+        self.tokens_per_step = tokens_per_step
+        self.peak = peak_flops
+        self.num_devices = num_devices
+        self.stdout = stdout and is_main
+        self.is_main = is_main
+        self.records: list[dict] = []
+        self._jsonl = None
+        self._tb = None
+        if log_dir and is_main:
+            os.makedirs(log_dir, exist_ok=True)
+            self._jsonl = open(os.path.join(log_dir, "metrics.jsonl"), "a")
+            try:
+                from tensorboardX import SummaryWriter  # optional
+                self._tb = SummaryWriter(log_dir)
+            except ImportError:
+                self._tb = None
+        self._last = None
+
+    @property
+    def tensorboard(self) -> bool:
+        return self._tb is not None
+
+    def derived(self, step_time: float) -> dict:
+        out = {"step_time_s": step_time}
+        if step_time > 0:
+            out["tokens_per_s"] = self.tokens_per_step / step_time
+            if self.flops_per_step:
+                out["tflops_per_s"] = self.flops_per_step / step_time / 1e12
+                if self.peak:
+                    out["mfu"] = self.flops_per_step / step_time / (self.peak * self.num_devices)
+        return out
+
+    def log(self, step: int, metrics: dict, step_time: float | None = None) -> dict:
+        rec = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+        if step_time is not None:
+            rec.update(self.derived(step_time))
+        self.records.append(rec)
+        if not self.is_main:
+            return rec
+        if self._jsonl:
+            self._jsonl.write(json.dumps(rec) + "\n")
+            self._jsonl.flush()
+        if self._tb is not None:
+            for k, v in rec.items():
+                if k != "step":
+                    self._tb.add_scalar(f"train/{k}", v, step)
+        if self.stdout:
+            parts = [f"step {step}"] + [f"{k} {v:.6g}" for k, v in rec.items() if k != "step"]
+            print(" | ".join(parts), file=sys.stdout, flush=True)
+        return rec
+
+    def close(self) -> None:
+        if self._jsonl:
+            self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+class StepTimer:
+    def __init__(self):
+        self.t = time.perf_counter()
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        dt, self.t = now - self.t, now
+        return dt

@@ -1,0 +1,174 @@
+"""Build the transformer named by a ``TrainConfig`` and describe its inputs.
+
+``model="tiny" | "cogvideox-2b" | …`` resolves through ``configs/transformer.py`` (the real
+``CogVideoXTransformer3D``); ``model="standin"`` is a small attention model with the same call
+signature ``apply({"params": p}, latents (B,t,h,w,C), text_emb (B,L,D), timestep (B,)) -> (B,t,h,w,C)``
+and ``to_q/to_k/to_v/to_out`` projections, used by tests that must not depend on the transformer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cogvideox_jax.parallel.logical_axes import constrain, logical_init
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    module: nn.Module
+    latent_channels: int
+    text_dim: int
+    patch_size: int = 2
+    patch_size_t: int = 1
+    # forward FLOPs estimate inputs
+    num_layers: int = 1
+    inner_dim: int = 64
+    ff_mult: int = 4
+    time_embed_dim: int = 512
+
+
+class StandInVideoModel(nn.Module):
+    """A few joint text/video attention blocks on patchified latents (test double, not CogVideoX)."""
+    channels: int = 4
+    text_dim: int = 16
+    dim: int = 32
+    heads: int = 2
+    layers: int = 2
+    patch: int = 2
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    def _dense(self, feats, names, name):
+        return nn.Dense(feats, dtype=self.dtype, param_dtype=self.param_dtype, name=name,
+                        kernel_init=logical_init(nn.initializers.lecun_normal(), names),
+                        bias_init=logical_init(nn.initializers.zeros, names[-1:]))
+
+    @nn.compact
+    def __call__(self, latents, text_emb, timestep):
+        b, t, h, w, c = latents.shape
+        p = self.patch
+        x = latents.reshape(b, t, h // p, p, w // p, p, c).transpose(0, 1, 2, 4, 6, 3, 5)
+        x = x.reshape(b, t * (h // p) * (w // p), c * p * p)
+        x = self._dense(self.dim, ("patch", "embed"), "patch_embed")(x)
+        x = x + _sincos(x.shape[1], self.dim)[None].astype(x.dtype)  # size-independent params
+        txt = self._dense(self.dim, ("text_embed", "embed"), "text_proj")(text_emb)
+        half = self.dim // 2
+        freqs = jnp.exp(-jnp.log(10000.0) * jnp.arange(half) / half)
+        ang = timestep.astype(jnp.float32)[:, None] * freqs[None]
+        temb = jnp.concatenate([jnp.cos(ang), jnp.sin(ang)], -1)
+        temb = self._dense(self.dim, ("embed", "embed"), "time_embedding")(nn.silu(temb))
+        n_txt = txt.shape[1]
+        hs = jnp.concatenate([txt, x], axis=1)
+        for i in range(self.layers):
+            scale, shift = jnp.split(self._dense(2 * self.dim, ("embed", "mlp"), f"block_{i}_ada")(nn.silu(temb)), 2, -1)
+            y = nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype)(hs)
+            y = y * (1 + scale[:, None]) + shift[:, None]
+            hs = hs + _Attention(self.dim, self.heads, self.dtype, self.param_dtype, name=f"block_{i}_attn")(y)
+            y = nn.LayerNorm(dtype=self.dtype)(hs)
+            y = self._dense(2 * self.dim, ("embed", "mlp"), f"block_{i}_ff_in")(y)
+            hs = hs + self._dense(self.dim, ("mlp", "embed"), f"block_{i}_ff_out")(nn.gelu(y))
+            hs = constrain(hs, ("activation_batch", "activation_length", "activation_embed"))
+        out = nn.LayerNorm(dtype=self.dtype)(hs[:, n_txt:])
+        out = self._dense(c * p * p, ("embed", "patch"), "proj_out")(out)
+        out = out.reshape(b, t, h // p, w // p, c, p, p).transpose(0, 1, 2, 5, 3, 6, 4)
+        return out.reshape(b, t, h, w, c)
+
+
+def _sincos(n, dim):
+    half = dim // 2
+    ang = jnp.arange(n, dtype=jnp.float32)[:, None] * jnp.exp(-jnp.log(10000.0) * jnp.arange(half) / half)[None]
+    return jnp.concatenate([jnp.sin(ang), jnp.cos(ang)], -1)
+
+
+class _Attention(nn.Module):
+    dim: int
+    heads: int
+    dtype: jnp.dtype
+    param_dtype: jnp.dtype
+
+    def _dense(self, feats, names, name):
+        return nn.Dense(feats, dtype=self.dtype, param_dtype=self.param_dtype, name=name,
+                        kernel_init=logical_init(nn.initializers.lecun_normal(), names),
+                        bias_init=logical_init(nn.initializers.zeros, names[-1:]))
+
+    @nn.compact
+    def __call__(self, x):
+        b, n, _ = x.shape
+        dh = self.dim // self.heads
+        q = self._dense(self.dim, ("embed", "heads"), "to_q")(x).reshape(b, n, self.heads, dh)
+        k = self._dense(self.dim, ("embed", "heads"), "to_k")(x).reshape(b, n, self.heads, dh)
+        v = self._dense(self.dim, ("embed", "heads"), "to_v")(x).reshape(b, n, self.heads, dh)
+        o = jax.nn.dot_product_attention(q, k, v).reshape(b, n, self.dim)
+        return self._dense(self.dim, ("heads", "embed"), "to_out_0")(o)
+
+
+def _dtype(name: str):
+    return jnp.dtype(name)
+
+
+def build_model(cfg) -> ModelSpec:
+    """The module + input description for ``cfg.model``."""
+    dtype, param_dtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+    if cfg.model == "standin":
+        m = StandInVideoModel(dtype=dtype, param_dtype=param_dtype)
+        return ModelSpec(m, m.channels, m.text_dim, m.patch, 1, m.layers, m.dim, 2, m.dim)
+    return _build_transformer(cfg.model, dtype, param_dtype)
+
+
+def _build_transformer(name: str, dtype, param_dtype) -> ModelSpec:
+    try:
+        from configs import transformer as tcfg_mod
+        from cogvideox_jax.models import transformer as tmod
+    except ImportError as e:  # pragma: no cover - until the transformer lands
+        raise ValueError(f"transformer preset {name!r} needs configs/transformer.py ({e})") from e
+    tcfg = _preset(tcfg_mod, name)
+    module = _module_from_config(tmod, tcfg, dtype, param_dtype)
+    g = lambda *names, default=None: next((getattr(tcfg, n) for n in names if hasattr(tcfg, n)), default)  # noqa: E731
+    heads, head_dim = g("num_attention_heads", "num_heads", default=1), g("attention_head_dim", "head_dim", default=64)
+    return ModelSpec(module, g("in_channels", default=16), g("text_embed_dim", default=4096),
+                     g("patch_size", default=2), g("patch_size_t", default=None) or 1,
+                     g("num_layers", default=1), heads * head_dim, 4, g("time_embed_dim", default=512))
+
+
+def _preset(mod, name: str):
+    for attr in ("get_config", "preset", "get_preset", "transformer_config"):
+        fn = getattr(mod, attr, None)
+        if callable(fn):
+            try:
+                return fn(name)
+            except (KeyError, ValueError, TypeError):
+                pass
+    presets = getattr(mod, "PRESETS", None)
+    if presets is not None and name in presets:
+        p = presets[name]
+        return p() if callable(p) else p
+    key = name.upper().replace("-", "_").replace(".", "_")
+    if hasattr(mod, key):
+        return getattr(mod, key)
+    raise ValueError(f"unknown transformer preset {name!r}")
+
+
+def _module_from_config(tmod, tcfg, dtype, param_dtype):
+    cls = getattr(tmod, "CogVideoXTransformer3D", None) or getattr(tmod, "CogVideoXTransformer3DModel")
+    try:
+        return cls(config=tcfg, dtype=dtype, param_dtype=param_dtype)
+    except TypeError:
+        return cls(tcfg)
+
+
+def abstract_boxed_params(spec: ModelSpec, latent_shape, text_shape):
+    """``jax.eval_shape`` of init (boxed, with logical names)."""
+    lat = jnp.zeros(latent_shape, jnp.float32)
+    txt = jnp.zeros(text_shape, jnp.float32)
+    ts = jnp.zeros((latent_shape[0],), jnp.int32)
+    return jax.eval_shape(lambda k: spec.module.init(k, lat, txt, ts), jax.random.PRNGKey(0))["params"]
+
+
+def init_params(spec: ModelSpec, key, latent_shape, text_shape):
+    lat = jnp.zeros(latent_shape, jnp.float32)
+    txt = jnp.zeros(text_shape, jnp.float32)
+    ts = jnp.zeros((latent_shape[0],), jnp.int32)
+    return nn.unbox(spec.module.init(key, lat, txt, ts)["params"])

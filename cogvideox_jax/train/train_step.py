@@ -1,0 +1,121 @@
+"""One jitted training step on a mesh: noise, explicit-uniform timesteps, caption dropout, v-loss,
+gradient accumulation (``lax.scan`` over micro-batches), AdamW update, EMA.
+
+Batches are ``{"latents": (B,t,h,w,C), "text_emb": (B,L,D)}``, the batch dim sharded over
+``("data", "fsdp")``. The step's randomness is ``fold_in(state.rng, state.step)`` and does not depend
+on the accumulation split.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from cogvideox_jax.parallel.logical_axes import LOGICAL_AXIS_RULES
+from cogvideox_jax.parallel.mesh import local_batch_divisor
+from cogvideox_jax.train.diffusion_loss import add_noise, v_prediction_loss
+from cogvideox_jax.train.ema import update_ema
+from cogvideox_jax.train.text_dropout import drop_text
+from cogvideox_jax.train.timestep_sampling import explicit_uniform_timesteps
+from cogvideox_jax.train.train_state import TrainState, model_params
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    alphas_cumprod: np.ndarray            # (num_timesteps,) float64
+    text_dropout: float = 0.0
+    explicit_uniform: bool = True
+    grad_accum_steps: int = 1
+    ema_decay: float = 0.0
+    lora_scale: float | None = None       # set → state.params is a LoRA tree over state.frozen
+
+
+def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec(("data", "fsdp"), *([None] * (ndim - 1))))
+
+
+def _micro(x, n):
+    """(B, …) → (n, B/n, …) with micro-batch j = rows j, j+n, … (keeps each row on its data shard)."""
+    if n == 1:
+        return x[None]
+    return jnp.swapaxes(x.reshape(x.shape[0] // n, n, *x.shape[1:]), 0, 1)
+
+
+def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: int) -> Callable:
+    ac = jnp.asarray(opts.alphas_cumprod, jnp.float32)
+
+    def loss_and_grads(state: TrainState, batch):
+        latents = batch["latents"].astype(jnp.float32)
+        text = batch["text_emb"]
+        bsz = latents.shape[0]
+        k_t, k_n, k_d = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
+        t = explicit_uniform_timesteps(k_t, bsz, num_data_shards, ac.shape[0], opts.explicit_uniform)
+        noise = jax.random.normal(k_n, latents.shape, jnp.float32)
+        text = drop_text(k_d, text, opts.text_dropout)
+        a = ac[t]
+
+        def loss_fn(trainable, mb):
+            st = state.replace(params=trainable)
+            p = model_params(st, opts.lora_scale)
+            x_t = add_noise(mb["x0"], mb["noise"], mb["a"])
+            v = module.apply({"params": p}, x_t, mb["text"], mb["t"])
+            return v_prediction_loss(v, mb["x0"], mb["noise"], mb["a"])
+
+        n = opts.grad_accum_steps
+        mbs = {"x0": _micro(latents, n), "noise": _micro(noise, n), "a": _micro(a, n),
+               "text": _micro(text, n), "t": _micro(t, n)}
+        grad_fn = jax.value_and_grad(loss_fn)
+        if n == 1:
+            loss, grads = grad_fn(state.params, jax.tree_util.tree_map(lambda x: x[0], mbs))
+        else:
+            def body(carry, mb):
+                l, g = grad_fn(state.params, mb)
+                return (carry[0] + l, jax.tree_util.tree_map(jnp.add, carry[1], g)), None
+
+            zeros = jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
+            (loss, grads), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros), mbs)
+            loss = loss / n
+            grads = jax.tree_util.tree_map(lambda g, p: (g / n).astype(p.dtype), grads, state.params)
+        return loss, grads, t
+
+    return loss_and_grads
+
+
+def make_train_step(module: nn.Module, optimizer: optax.GradientTransformation, schedule, opts: StepOptions,
+                    mesh: Mesh, state_shardings: TrainState, batch_ndims: dict | None = None,
+                    donate: bool = True) -> Callable:
+    """``step(state, batch) -> (state, metrics)`` jitted with in/out shardings on ``mesh``."""
+    num_shards = local_batch_divisor(mesh)
+    loss_and_grads = make_loss_and_grads(module, opts, num_shards)
+
+    def step(state: TrainState, batch):
+        with nn.logical_axis_rules(LOGICAL_AXIS_RULES):
+            loss, grads, t = loss_and_grads(state, batch)
+        grad_norm = optax.global_norm(grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema = update_ema(state.ema, params, opts.ema_decay) if opts.ema_decay else state.ema
+        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema=ema)
+        metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(state.step),
+                   "t_min": jnp.min(t), "t_max": jnp.max(t)}
+        return new, metrics
+
+    batch_ndims = batch_ndims or {"latents": 5, "text_emb": 3}
+    b_sh = {k: batch_sharding(mesh, nd) for k, nd in batch_ndims.items()}
+    repl = NamedSharding(mesh, PartitionSpec())
+    jitted = jax.jit(step, in_shardings=(state_shardings, b_sh), out_shardings=(state_shardings, repl),
+                     donate_argnums=(0,) if donate else ())
+
+    def run(state, batch):
+        with jax.set_mesh(mesh):
+            return jitted(state, batch)
+
+    run.jitted = jitted
+    run.batch_shardings = b_sh
+    return run

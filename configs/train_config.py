@@ -1,0 +1,128 @@
+"""Training configuration dataclasses (frozen). Presets live in ``configs/train_<name>.py`` as ``get_config()``.
+
+Progressive training (paper §2/§3: low resolution → high resolution, more frames) is a tuple of
+``StageConfig`` run in sequence; each stage may change resolution, frames, steps and lr.
+``apply_overrides(cfg, ["optimizer.lr=1e-4", "stages.0.steps=10"])`` implements ``--set``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    lr: float = 1e-5                 # SAT SFT 1e-5; diffusers finetune/ 2e-5
+    warmup_steps: int = 100
+    schedule: str = "constant"       # "constant" | "cosine" (cosine decays to lr·final_lr_ratio over decay_steps)
+    decay_steps: int = 0             # cosine: steps after warmup; 0 → the stage's steps
+    final_lr_ratio: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0           # global norm; 0 disables (SAT 0.1, finetune/ 1.0)
+    grad_accum_steps: int = 1        # optax.MultiSteps
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    rank: int = 128
+    alpha: float = 64.0
+    targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    name: str = "main"
+    steps: int = 1000
+    num_frames: int = 49             # pixel frames (latent t = (F − 1)//4 + 1)
+    height: int = 480
+    width: int = 720
+    lr: float | None = None          # None → optimizer.lr
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    directory: str = "checkpoints"
+    every_steps: int = 500
+    keep_last: int = 3
+    keep_best: int = 1               # best by the logged loss (0 disables)
+    async_save: bool = True
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    kind: str = "synthetic"          # "synthetic" | "precomputed" (latents + text_emb) | "videos" (grain pipeline)
+    path: str = ""
+    shuffle_seed: int = 0
+    num_synthetic: int = 16          # synthetic: distinct examples cycled through
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "tiny"              # transformer preset name (configs/transformer.py) or "standin"
+    mesh: str = "fsdp=-1"
+    batch_size: int = 8              # global
+    seed: int = 0
+    snr_shift_scale: float = 1.0     # 2b trains with 3.0
+    num_timesteps: int = 1000
+    explicit_uniform_sampling: bool = True
+    text_dropout: float = 0.1        # SAT 10 % zero embeddings; finetune/ 0
+    text_len: int = 226
+    ema_decay: float = 0.0           # 0 disables EMA
+    param_dtype: str = "float32"
+    dtype: str = "float32"
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    lora: LoraConfig | None = None
+    stages: tuple[StageConfig, ...] = (StageConfig(),)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    log_every: int = 10
+    log_dir: str = "logs"
+    peak_flops_per_device: float = 0.0   # for MFU; 0 → guess from the device kind
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+
+def _cast(value: str, typ):
+    origin = typing.get_origin(typ)
+    if typ is bool:
+        return value.lower() in ("1", "true", "yes", "on")
+    if typ in (int, float, str):
+        return typ(value)
+    args = [a for a in typing.get_args(typ) if a is not type(None)]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+        if value.lower() == "none":
+            return None
+        return _cast(value, args[0])
+    if origin is tuple:
+        return tuple(v for v in value.split(",") if v)
+    return value
+
+
+def apply_overrides(cfg, items):
+    """Return ``cfg`` with ``key=value`` overrides (dotted paths; integers index tuples of stages)."""
+    for item in items or ():
+        key, value = item.split("=", 1)
+        cfg = _set(cfg, key.strip().split("."), value.strip())
+    return cfg
+
+
+def _set(obj, path, value):
+    head, rest = path[0], path[1:]
+    if isinstance(obj, tuple):
+        i = int(head)
+        return obj[:i] + (_set(obj[i], rest, value),) + obj[i + 1:]
+    hints = typing.get_type_hints(type(obj))
+    if head not in hints:
+        raise KeyError(f"{type(obj).__name__} has no field {head!r}")
+    if rest:
+        child = getattr(obj, head)
+        if child is None and head == "lora":
+            child = LoraConfig()
+        return dataclasses.replace(obj, **{head: _set(child, rest, value)})
+    return dataclasses.replace(obj, **{head: _cast(value, hints[head])})
