@@ -26,6 +26,14 @@ TEST = [
     "diffusers>=0.35",
     "pytest>=8",
     "pytest-xdist>=3.5",
+    "opencv-python-headless>=4.8",  # VBench dynamic degree: the (non-standard) DIS optical-flow backend
+]
+
+# VBench evaluation extras: OpenCV DIS flow and Pillow for CLIP preprocessing. VBench's own models
+# (UMT, Tag2Text, RAFT, GRiT) run through the `vbench` package, which the user installs separately.
+EVAL = [
+    "opencv-python-headless>=4.8",
+    "pillow>=10",
 ]
 
 setup(
@@ -35,6 +43,7 @@ setup(
     packages=find_packages(include=["cogvideox_jax", "cogvideox_jax.*", "configs", "configs.*"]),
     python_requires=">=3.11",
     install_requires=RUNTIME,
-    extras_require={"test": TEST},
+    extras_require={"test": TEST, "eval": EVAL},
+    package_data={"cogvideox_jax.eval.vbench": ["data/*.json", "data/NOTICE"]},
     entry_points={"console_scripts": ["cogvideox-jax=cogvideox_jax.cli:main"]},
 )
