@@ -102,3 +102,40 @@ def test_vbench_full_info_entries_have_vbench_nesting():
     )
     assert objs[0]["auxiliary_info"] == {"multiple_objects": {"object": "bird and cat"}}
     assert vbench_adapter.submodules("dynamic_degree", "w.pth") == {"model": "w.pth"}
+
+
+def test_vbench_adapter_calls_compute_with_full_info(tmp_path, monkeypatch):
+    """The adapter hands VBench a full-info JSON that VBench's own load_dimension_info can read."""
+    import sys
+    import types
+
+    pytest.importorskip("torch")
+    calls = {}
+
+    def load_dimension_info(json_dir, dimension, lang):  # verbatim logic of vbench.utils
+        video_list, prompt_dict_ls = [], []
+        for prompt_dict in json.load(open(json_dir)):
+            if dimension in prompt_dict["dimension"] and "video_list" in prompt_dict:
+                cur = prompt_dict["video_list"] if isinstance(prompt_dict["video_list"], list) else [prompt_dict["video_list"]]
+                video_list += cur
+                if "auxiliary_info" in prompt_dict and dimension in prompt_dict["auxiliary_info"]:
+                    prompt_dict_ls += [{"prompt": prompt_dict[f"prompt_{lang}"], "video_list": cur,
+                                        "auxiliary_info": prompt_dict["auxiliary_info"][dimension]}]
+        return video_list, prompt_dict_ls
+
+    def compute_scene(json_dir, device, submodules):
+        _, infos = load_dimension_info(json_dir, "scene", "en")
+        calls.update(device=str(device), submodules=submodules, scenes=[i["auxiliary_info"]["scene"]["scene"] for i in infos])
+        return 0.25, [{"video_path": p} for i in infos for p in i["video_list"]]
+
+    fake = types.ModuleType("vbench.scene")
+    fake.compute_scene = compute_scene
+    monkeypatch.setitem(sys.modules, "vbench", types.ModuleType("vbench"))
+    monkeypatch.setitem(sys.modules, "vbench.scene", fake)
+    entries = prompt_suites.load_suite("scene")[:2]
+    found = [discovery.PromptVideos(e, (f"v/{e.prompt}-0.mp4",), ()) for e in entries]
+    dim = vbench_adapter.VBenchDimension("scene", str(tmp_path / "tag2text_swin_14m.pth"), device="cpu")
+    score, per_video = dim.evaluate(found)
+    assert score == 0.25 and len(per_video) == 2
+    assert calls["scenes"] == ["alley", "amusement park"] and calls["device"] == "cpu"
+    assert calls["submodules"]["vit"] == "swin_b" and calls["submodules"]["image_size"] == 384
