@@ -159,6 +159,7 @@ def test_main_reports_dimensions_without_weights(videos_dir, tmp_path, capsys):
     rc = runner.main([
         "--videos", videos_dir, "--dimensions", "dynamic_degree", "appearance_style", "human_action",
         "--flow-backend", "dis", "--videos-per-prompt", "2", "--out", str(out), "--weights-dir", str(tmp_path),
+        "--vbench-json", str(tmp_path / "v.json"),
     ])
     assert rc == 2  # not every dimension could be scored
     res = json.loads(out.read_text())
@@ -166,6 +167,8 @@ def test_main_reports_dimensions_without_weights(videos_dir, tmp_path, capsys):
     assert res["appearance_style"]["status"] == "requires weights"
     assert any("clip-vit-base-patch32" in n for n in res["appearance_style"]["needs"])
     assert res["human_action"] == {"status": "requires weights", "needs": [f"<weights-dir>/{resolve.VBENCH_WEIGHTS['human_action']}"]}
+    strict = json.loads((tmp_path / "v.json").read_text())
+    assert list(strict) == ["dynamic_degree"] and strict["dynamic_degree"][0] == 0.5
     printed = capsys.readouterr()
     assert "n/a (requires weights)" in printed.out and "50.00*" in printed.out
     assert "expected videos missing" in printed.err

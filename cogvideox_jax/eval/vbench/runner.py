@@ -3,7 +3,8 @@ VBench dimensions, write VBench's results JSON and print a Table-1-shaped table.
 
     cogvideox-jax eval vbench --videos DIR [--dimensions human_action scene ...]
         [--weights-dir W] [--flow-backend auto|raft|dis] [--out results.json]
-        [--videos-per-prompt 5] [--device cuda] [--model-name NAME] [--with-paper-rows]
+        [--vbench-json PATH] [--videos-per-prompt 5] [--device cuda] [--model-name NAME]
+        [--with-paper-rows]
 
 Exit status: 0 when every requested dimension was scored, 2 when some could not be (requires
 weights / backend / no videos; the JSON says which and why), 1 on a usage error.
@@ -22,7 +23,14 @@ from cogvideox_jax.eval.vbench.dynamic_degree import evaluate_dynamic_degree
 from cogvideox_jax.eval.vbench.human_action import evaluate_human_action
 from cogvideox_jax.eval.vbench.multiple_objects import evaluate_multiple_objects
 from cogvideox_jax.eval.vbench.prompt_suites import DIMENSIONS
-from cogvideox_jax.eval.vbench.results import INFO_KEY, dimension_entry, format_table, is_scored, write_results
+from cogvideox_jax.eval.vbench.results import (
+    INFO_KEY,
+    dimension_entry,
+    format_table,
+    is_scored,
+    vbench_view,
+    write_results,
+)
 from cogvideox_jax.eval.vbench.scene import evaluate_scene
 from cogvideox_jax.eval.vbench.video_io import DecodedVideo, read_video
 
@@ -78,6 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="dynamic degree flow: RAFT via vbench (auto/raft) or OpenCV DIS (not comparable to VBench)",
     )
     parser.add_argument("--out", default="vbench_eval_results.json", help="results JSON path")
+    parser.add_argument(
+        "--vbench-json", default=None,
+        help="also write only the scored dimensions in VBench's exact {dim: [score, per_video]} shape",
+    )
     parser.add_argument("--videos-per-prompt", type=int, default=VIDEOS_PER_PROMPT)
     parser.add_argument("--device", default="cuda", help="torch device for the vbench-package backends")
     parser.add_argument("--model-name", default="this run", help="row name in the printed table")
@@ -91,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     backends = {d: resolve_backend(d, args.weights_dir, args.flow_backend, args.device) for d in args.dimensions}
     results = evaluate(args.videos, args.dimensions, backends, args.videos_per_prompt)
     write_results(args.out, results)
+    if args.vbench_json:
+        write_results(args.vbench_json, vbench_view(results))
     for dim, missing in results[INFO_KEY]["missing_videos"].items():
         if missing:
             print(f"warning: {dim}: {len(missing)} expected videos missing (listed in {args.out})", file=sys.stderr)
