@@ -93,7 +93,7 @@ def format_table(results: dict, model_name: str = "this run", with_paper: bool =
     header = ["Models"] + [COLUMNS[d] for d in DIMENSIONS]
     rows, notes = [], []
     if with_paper:
-        rows += [[name] + [f"{v:g}" for v in vals] for name, vals in PAPER_TABLE1.items()]
+        rows += [[name] + [f"{v:.2f}" for v in vals] for name, vals in PAPER_TABLE1.items()]
     cells = []
     for d in DIMENSIONS:
         text, note = _cell(d, results)
