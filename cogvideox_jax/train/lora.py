@@ -66,7 +66,7 @@ def lora_targets(params, targets: Sequence[str], stack_axes: int | dict = 0) -> 
 
 def stack_axes_from_names(logical_names) -> dict:
     """``{key: number of leading 'layers' axes}`` from ``nn.get_partition_spec(boxed_params)``."""
-    flat = traverse_util.flatten_dict(logical_names, is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None)
+    flat = traverse_util.flatten_dict(logical_names)  # leaves: PartitionSpec or None
     res = {}
     for path, spec in flat.items():
         n = 0
