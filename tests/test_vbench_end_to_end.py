@@ -182,8 +182,10 @@ def test_resolve_never_falls_back_silently(tmp_path, monkeypatch):
     raft.parent.mkdir(parents=True)
     raft.write_bytes(b"weights")
     monkeypatch.setattr(resolve, "vbench_available", lambda: False)
-    b = resolve.resolve_backend("dynamic_degree", str(tmp_path))
+    b = resolve.resolve_backend("dynamic_degree", str(tmp_path), flow="vbench")
     assert isinstance(b, RequiresWeights) and b.status == "requires backend"
+    with pytest.raises(Exception):  # a corrupt weight file is an error, never a fallback
+        resolve.resolve_backend("dynamic_degree", str(tmp_path), flow="auto")
     monkeypatch.setattr(resolve, "vbench_available", lambda: True)
-    b = resolve.resolve_backend("dynamic_degree", str(tmp_path), device="cpu")
+    b = resolve.resolve_backend("dynamic_degree", str(tmp_path), flow="vbench", device="cpu")
     assert b.info.comparable_to_vbench and b.weights == str(raft)

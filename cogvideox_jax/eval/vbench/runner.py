@@ -2,7 +2,7 @@
 VBench dimensions, write VBench's results JSON and print a Table-1-shaped table.
 
     cogvideox-jax eval vbench --videos DIR [--dimensions human_action scene ...]
-        [--weights-dir W] [--flow-backend auto|raft|dis] [--out results.json]
+        [--weights-dir W] [--flow-backend auto|raft|vbench|dis] [--out results.json]
         [--vbench-json PATH] [--videos-per-prompt 5] [--device cuda] [--model-name NAME]
         [--with-paper-rows]
 
@@ -82,8 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--dimensions", nargs="+", choices=DIMENSIONS, default=list(DIMENSIONS))
     parser.add_argument("--weights-dir", default=None, help="model weights in VBench's cache layout (see backends/resolve.py)")
     parser.add_argument(
-        "--flow-backend", choices=("auto", "raft", "dis"), default="auto",
-        help="dynamic degree flow: RAFT via vbench (auto/raft) or OpenCV DIS (not comparable to VBench)",
+        "--flow-backend", choices=("auto", "raft", "vbench", "dis"), default="auto",
+        help="dynamic degree flow: JAX RAFT port (auto/raft), RAFT in the vbench package (vbench), "
+        "or OpenCV DIS (dis; not comparable to VBench)",
     )
     parser.add_argument("--out", default="vbench_eval_results.json", help="results JSON path")
     parser.add_argument(

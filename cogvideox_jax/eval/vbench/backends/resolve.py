@@ -5,8 +5,9 @@ works as is:
 
 - human_action:     umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth       (vbench package)
 - scene:            caption_model/tag2text_swin_14m.pth                     (vbench package)
-- dynamic_degree:   raft_model/models/raft-things.pth                       (vbench package)
-                    or ``flow="dis"``: OpenCV DIS, labelled not comparable
+- dynamic_degree:   raft_model/models/raft-things.pth (or a .safetensors copy next to it)
+                    -> JAX RAFT port (``flow="auto"``/``"raft"``) or the vbench package
+                    (``flow="vbench"``); ``flow="dis"``: OpenCV DIS, labelled not comparable
 - multiple_objects: grit_model/grit_b_densecap_objectdet.pth                (vbench package)
 - appearance_style: clip-vit-base-patch32/ (transformers CLIPModel folder: config.json,
                     model.safetensors, tokenizer files) -> JAX port; or clip_model/ViT-B-32.pt
@@ -31,7 +32,7 @@ VBENCH_WEIGHTS = {
     "appearance_style": "clip_model/ViT-B-32.pt",
 }
 CLIP_FOLDERS = ("clip-vit-base-patch32", "clip_model/clip-vit-base-patch32")
-FLOW_CHOICES = ("auto", "raft", "dis")
+FLOW_CHOICES = ("auto", "raft", "vbench", "dis")
 
 
 def _vbench_or_missing(dimension: str, weights_dir: str | None, device: str):
@@ -56,6 +57,16 @@ def find_clip_folder(weights_dir: str | None) -> str | None:
     return None
 
 
+def find_raft_weights(weights_dir: str | None) -> str | None:
+    if not weights_dir:
+        return None
+    path = os.path.join(weights_dir, VBENCH_WEIGHTS["dynamic_degree"])
+    for candidate in (os.path.splitext(path)[0] + ".safetensors", path + ".safetensors", path):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 def resolve_backend(dimension: str, weights_dir: str | None, flow: str = "auto", device: str = "cuda"):
     """A backend (interfaces.py), a ``VBenchDimension``, or ``RequiresWeights``."""
     if flow not in FLOW_CHOICES:
@@ -64,6 +75,12 @@ def resolve_backend(dimension: str, weights_dir: str | None, flow: str = "auto",
         from cogvideox_jax.eval.vbench.backends.dis_flow import DISOpticalFlow
 
         return DISOpticalFlow()
+    if dimension == "dynamic_degree" and flow in ("auto", "raft"):
+        raft = find_raft_weights(weights_dir)
+        if raft is not None:
+            from cogvideox_jax.eval.vbench.backends.raft_flow import RaftJaxFlow
+
+            return RaftJaxFlow(raft)
     if dimension == "appearance_style":
         folder = find_clip_folder(weights_dir)
         if folder is not None:
