@@ -124,3 +124,20 @@ def test_all_broken_bucket_drops_batches(tmp_path):
     batches = list(it)
     assert len(batches) == 2 and all(b["video"].shape == (2, 4, 32, 48, 3) for b in batches)
     assert it.skip_counts()["dropped_batches"] == 2
+
+
+@pytest.mark.slow
+def test_worker_processes_resume_and_count(tmp_path):
+    """grain worker processes: same batches as in-process decoding, JSON state resumes, counts cross processes."""
+    write_folder(tmp_path, [dict(num_frames=12)] * 6 + [dict(corrupt="truncate_stream")])
+    kw = dict(seed=0, shard_index=0, shard_count=1, fps=4)
+    ref = _take(make_iter(tmp_path, "4x32x48", 2, **kw), 6)
+    with make_iter(tmp_path, "4x32x48", 2, num_workers=2, **kw) as it:
+        got = _take(it, 2)
+        state = json.loads(json.dumps(it.get_state()))
+    with make_iter(tmp_path, "4x32x48", 2, num_workers=2, **kw) as resumed:
+        resumed.set_state(state)
+        got += _take(resumed, 4)
+        assert resumed.num_decode_failures >= 1
+    for x, y in zip(ref, got):
+        _same(x, y)

@@ -260,6 +260,18 @@ class VideoBatchIterator:
                 return batch
             self.num_dropped_batches += 1
 
+    def close(self) -> None:
+        """Stop read-ahead threads / worker processes (also on garbage collection)."""
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def get_state(self) -> dict:
         return {"grain": self._it.get_state(), "decode_failures": self.num_decode_failures,
                 "dropped_batches": self.num_dropped_batches, "seed": self.plan.seed}
@@ -296,6 +308,10 @@ def make_train_dataset(index: VideoIndex, batch_size: int, *, seed: int = 0, sha
     read = grain.ReadOptions(num_threads=max(1, read_threads), prefetch_buffer_size=max(1, prefetch_batches))
     ds = grain.MapDataset.source(plan).map(LoadBatch(index, seed, random_offset)).to_iter_dataset(read)
     if num_workers > 0:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # grain's worker processes read absl flags (defaults suffice)
+            flags.FLAGS.mark_as_parsed()
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
                                                          per_worker_buffer_size=worker_buffer_size))
     return ds, plan
