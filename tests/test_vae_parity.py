@@ -30,8 +30,10 @@ def pair(request, tmp_path_factory):
 
 @functools.lru_cache(maxsize=None)
 def _jitted(vae, method, frame_batching="diffusers", chunk_frames=None):
+    # backend optimisation level 0: the same numerics for these checks, much quicker XLA:CPU compiles
     return jax.jit(
-        lambda p, x: vae.apply({"params": p}, x, method=method, frame_batching=frame_batching, chunk_frames=chunk_frames)
+        lambda p, x: vae.apply({"params": p}, x, method=method, frame_batching=frame_batching, chunk_frames=chunk_frames),
+        compiler_options={"xla_backend_optimization_level": 0},
     )
 
 
@@ -47,7 +49,7 @@ def test_chunk_plan_matches_reference_loop():
 
 
 def _frame_counts(name):
-    return (1, 5, 9, 13, 17) if name == "a" else (1, 9, 17)
+    return (1, 5, 9, 13, 17) if name == "a" else (1, 17)
 
 
 def test_encode_matches_diffusers_frame_batching(pair):
@@ -68,7 +70,7 @@ def test_decode_matches_diffusers_frame_batching(pair):
     name, model, vae, params = pair
     rng = np.random.default_rng(2)
     s = 2 ** (len(vae.config.block_out_channels) - 1)
-    counts = (1, 2, 3, 4, 5) if name == "a" else (1, 3, 5)
+    counts = (1, 2, 3, 4, 5) if name == "a" else (1, 5)
     for t in counts:
         z = rng.standard_normal((2, t, H // s, W // s, vae.config.latent_channels)).astype(np.float32)
         with torch.no_grad():
