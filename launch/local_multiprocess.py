@@ -81,6 +81,8 @@ def parse_result(out: str) -> dict:
 
 
 def run_worker(args) -> int:
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")

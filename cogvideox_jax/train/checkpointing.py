@@ -39,6 +39,7 @@ class Checkpointer:
             enable_async_checkpointing=async_save,
             save_interval_steps=save_every or 1,
             create=True,
+            cleanup_tmp_directories=True,  # remove leftovers of interrupted writes
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_names=("state", "data", "meta"))
