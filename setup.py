@@ -17,6 +17,7 @@ RUNTIME = [
     "imageio-ffmpeg>=0.5",
     "transformers>=5.0",  # tokenizer only at run time (and the PyTorch T5 as a test oracle)
     "sentencepiece>=0.2",
+    "grain>=0.2.18",  # training data pipeline (brings array-record)
 ]
 
 # Test oracles. torch is pinned to the CPU wheel that lies on disk on the dev/CI machines;
@@ -36,6 +37,10 @@ EVAL = [
     "pillow>=10",
 ]
 
+# Optional: build the video folder into TFDS ArrayRecord shards (`cogvideox_jax/data/tfds_builder.py`);
+# runs without tensorflow.
+TFDS = ["tensorflow-datasets>=4.9.10"]
+
 setup(
     name="cogvideox-jax",
     version="0.1.0",
@@ -43,7 +48,7 @@ setup(
     packages=find_packages(include=["cogvideox_jax", "cogvideox_jax.*", "configs", "configs.*"]),
     python_requires=">=3.11",
     install_requires=RUNTIME,
-    extras_require={"test": TEST, "eval": EVAL},
+    extras_require={"test": TEST, "eval": EVAL, "tfds": TFDS},
     package_data={"cogvideox_jax.eval.vbench": ["data/*.json", "data/NOTICE"]},
     entry_points={"console_scripts": ["cogvideox-jax=cogvideox_jax.cli:main"]},
 )
