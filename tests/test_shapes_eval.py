@@ -11,7 +11,7 @@ from cogvideox_jax.data.shapes.make_dataset import ShapesConfig, make_dataset
 from cogvideox_jax.data.shapes.render import coverage, render_clip, sample_clip_spec
 from cogvideox_jax.data.shapes.vocabulary import COLORS, DIRECTIONS, SHAPES
 from cogvideox_jax.data.video_io import read_video, read_video_uint8
-from cogvideox_jax.eval.shapes.evaluator import evaluate_folder, evaluate_video, main
+from cogvideox_jax.eval.shapes.evaluator import evaluate_arrays, evaluate_folder, evaluate_video, main
 from cogvideox_jax.eval.shapes.psnr import psnr
 from cogvideox_jax.eval.shapes.shape_moments import classify_shape, mask_features
 from cogvideox_jax.eval.shapes.shape_templates import classify_by_template
@@ -22,7 +22,7 @@ OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up", "still
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("shapes")
-    make_dataset(str(root), ShapesConfig(num_train=44, num_heldout=12, seed=11))
+    make_dataset(str(root), ShapesConfig(num_train=40, num_heldout=10, seed=11))
     return root
 
 
@@ -39,7 +39,7 @@ def test_ground_truth_accuracy(evaluated):
         assert acc["size"] >= 0.95, (split, acc)
         assert summary["temporal_consistency"] >= 0.98, (split, summary)
         assert summary["detection_rate"] == 1.0
-        assert summary["num_videos"] == len(records) == (44 if split == "train" else 12)
+        assert summary["num_videos"] == len(records) == (40 if split == "train" else 10)
 
 
 def test_wrong_labels_are_rejected(dataset, evaluated):
@@ -120,3 +120,19 @@ def test_cli_and_reference_psnr(dataset, tmp_path):
         (tmp_path / "m.jsonl").rename(dataset / "heldout" / "metadata.jsonl")
     assert summary["accuracy"]["color"] == 1.0 and summary["accuracy"]["direction"] == 1.0
     assert read_video_uint8(dataset / "heldout" / records[0]["video"]).dtype == np.uint8
+
+
+def test_evaluate_arrays_model_range():
+    rng = np.random.default_rng(4)
+    videos, caps = [], []
+    for d, shape, color in zip(DIRECTIONS, SHAPES, COLORS):
+        attrs = {"color": color, "shape": shape, "direction": d, "size": "large", "background": "gray"}
+        videos.append(render_clip(sample_clip_spec(attrs, rng, 9)).astype(np.float32) / 127.5 - 1.0)
+        caps.append(f"a large {color} {shape} " + {"still": "staying still"}.get(d, f"moving {d}"))
+    records, summary = evaluate_arrays(videos, caps, value_range=(-1.0, 1.0))
+    assert len(records) == len(videos) == 5
+    assert all(v == 1.0 for v in summary["accuracy"].values()), summary
+    _, moments = evaluate_arrays(videos, caps, value_range=(-1.0, 1.0), shape_method="moments")
+    assert moments["accuracy"]["color"] == 1.0
+    with pytest.raises(ValueError):
+        evaluate_video(videos[0], caps[0], value_range=(-1.0, 1.0), shape_method="nope")

@@ -5,7 +5,8 @@ Layout of ``out/``::
     dataset.json                 # generator settings, vocabulary, held-out combinations, counts
     metadata.jsonl               # every clip: video (relative to out/), caption, attributes, split
     train/   prompts.txt videos.txt metadata.jsonl videos/00000.mp4 ...   (a data_root for training)
-    heldout/ prompts.txt videos.txt metadata.jsonl videos/00000.mp4 ...   (held-out prompts + reference clips)
+    heldout/ prompts.txt videos.txt metadata.jsonl videos/00000.mp4 ...   (held-out prompts + reference clips;
+                                                                            absent when num_heldout == 0)
 
 Paths in each split's prompts/videos/metadata files are relative to that split folder. The held-out
 split uses (color, shape, direction) combinations that never occur in ``train/``; every single value
@@ -91,6 +92,8 @@ def make_dataset(out: str, cfg: ShapesConfig = ShapesConfig(), verbose: bool = F
     all_records = []
     for split in SPLITS:
         combos = train_combos if split == "train" else held_combos
+        if counts[split] == 0:
+            continue
         root = os.path.join(out, split)
         os.makedirs(os.path.join(root, "videos"), exist_ok=True)
         records = []

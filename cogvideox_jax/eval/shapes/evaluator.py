@@ -55,8 +55,10 @@ def analyze_video(video, value_range: tuple[float, float] | None = None, still_f
     if shape_method == "template":
         shapes = [classify_by_template(object_alpha(f, bg, obj_rgb, m)) if d else None
                   for f, m, d in zip(v, masks, det)]
-    else:
+    elif shape_method == "moments":
         shapes = [classify_shape(m) if d else None for m, d in zip(masks, det)]
+    else:
+        raise ValueError(f"shape_method must be 'template' or 'moments', got {shape_method!r}")
     half_sides = []
     for m, d in zip(masks, det):
         if d:
@@ -74,17 +76,28 @@ def analyze_video(video, value_range: tuple[float, float] | None = None, still_f
     }
 
 
-def evaluate_video(video, target, value_range: tuple[float, float] | None = None, still_fraction: float = 0.1) -> dict:
+def evaluate_video(video, target, value_range: tuple[float, float] | None = None, still_fraction: float = 0.1,
+                   shape_method: str = "template") -> dict:
     """``analyze_video`` plus ``target`` (dict or caption, parsed with ``parse_caption``) and per-attribute
     ``correct`` flags (``None`` for attributes the target does not name) and ``temporal_consistency``."""
     if isinstance(target, str):
         target = parse_caption(target)
     target = {a: target.get(a) for a in ATTRIBUTES}
-    rec = analyze_video(video, value_range, still_fraction)
+    rec = analyze_video(video, value_range, still_fraction, shape_method)
     rec["target"] = target
     rec["correct"] = {a: (None if target[a] is None else rec["pred"][a] == target[a]) for a in ATTRIBUTES}
     rec["temporal_consistency"] = rec["temporal"]["score"]
     return rec
+
+
+def evaluate_arrays(videos, targets, value_range: tuple[float, float] | None = None,
+                    still_fraction: float = 0.1, shape_method: str = "template") -> tuple[list[dict], dict]:
+    """Score in-memory videos (e.g. pipeline samples: ``value_range=(-1, 1)``) against captions or
+    attribute dicts; returns (per-video records, ``aggregate`` summary)."""
+    records = [{"index": i, "caption": t if isinstance(t, str) else "",
+                **evaluate_video(v, t, value_range, still_fraction, shape_method)}
+               for i, (v, t) in enumerate(zip(videos, targets))]
+    return records, aggregate(records)
 
 
 def read_targets(root: str) -> list[tuple[str, dict, str]]:
@@ -107,7 +120,7 @@ def read_targets(root: str) -> list[tuple[str, dict, str]]:
 
 
 def evaluate_folder(root: str, reference_root: str | None = None, limit: int | None = None,
-                    still_fraction: float = 0.1) -> tuple[list[dict], dict]:
+                    still_fraction: float = 0.1, shape_method: str = "template") -> tuple[list[dict], dict]:
     """Per-video records and the aggregate summary for every video of ``root`` (first ``limit``).
 
     With ``reference_root``, each record also gets ``psnr`` (data range 1) against the video at the
@@ -120,7 +133,7 @@ def evaluate_folder(root: str, reference_root: str | None = None, limit: int | N
     for path, target, caption in read_targets(root)[:limit]:
         video = read_video_uint8(path)
         rec = {"video": os.path.relpath(path, root), "caption": caption,
-               **evaluate_video(video, target, still_fraction=still_fraction)}
+               **evaluate_video(video, target, still_fraction=still_fraction, shape_method=shape_method)}
         if reference_root is not None:
             ref = read_video_uint8(os.path.join(reference_root, rec["video"]))
             n = min(len(ref), len(video))
@@ -141,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N videos")
     p.add_argument("--still-fraction", type=float, default=0.1,
                    help="net displacement below this fraction of the frame side counts as 'still'")
+    p.add_argument("--shape-method", choices=("template", "moments"), default="template",
+                   help="template: match the soft coverage against the rendered shapes (default); "
+                        "moments: nearest rendered prototype in (extent, solidity, Hu1, centroid offset)")
     p.add_argument("--records", default=None, help="write per-video records (JSON lines) here")
     p.add_argument("--out", default=None, help="write the summary JSON here")
     return p
@@ -148,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    records, summary = evaluate_folder(args.data_root, args.reference_root, args.limit, args.still_fraction)
+    records, summary = evaluate_folder(args.data_root, args.reference_root, args.limit, args.still_fraction,
+                                       args.shape_method)
     if args.records:
         with open(args.records, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
