@@ -105,12 +105,13 @@ def build_video_index(records: Sequence[VideoRecord], buckets, fps: float | None
 
 
 # ----------------------------------------------------------------------------- decoding
-def load_clip(path: str, info: VideoInfo, bucket: Bucket, fps: float | None,
-              offset_fraction: float = 0.0) -> np.ndarray:
-    """One video as ``bucket.shape`` float32 in [-1, 1]; raises VideoDecodeError when unusable.
+def load_clip_uint8(path: str, info: VideoInfo, bucket: Bucket, fps: float | None,
+                    offset_fraction: float = 0.0) -> np.ndarray:
+    """One video as ``bucket.shape`` uint8 (frames at ``fps``, resized to cover, centre-cropped).
 
-    A stream that ends before its header said (container rounding) is re-sampled from the frames
-    it has when it holds at least 90% of them; a larger shortfall counts as truncated.
+    Raises VideoDecodeError when unusable. A stream that ends before its header said (container
+    rounding) is re-sampled from the frames it has when it holds at least 90% of them; a larger
+    shortfall counts as truncated.
     """
     idx = sample_frame_indices(info.num_frames, info.fps, fps, bucket.frames, offset_fraction)
     try:
@@ -121,10 +122,17 @@ def load_clip(path: str, info: VideoInfo, bucket: Bucket, fps: float | None,
             raise
         idx = sample_frame_indices(got, info.fps, fps, bucket.frames, offset_fraction)
         frames = read_frames(path, idx)
-    return normalize_frames(resize_center_crop(frames, bucket.height, bucket.width))
+    return resize_center_crop(frames, bucket.height, bucket.width)
 
 
-def load_image(path: str, bucket: Bucket) -> np.ndarray:
+def load_clip(path: str, info: VideoInfo, bucket: Bucket, fps: float | None,
+              offset_fraction: float = 0.0) -> np.ndarray:
+    """:func:`load_clip_uint8` as float32 in [-1, 1]."""
+    return normalize_frames(load_clip_uint8(path, info, bucket, fps, offset_fraction))
+
+
+def load_image_uint8(path: str, bucket: Bucket) -> np.ndarray:
+    """An image file resized to cover ``bucket`` and centre-cropped, uint8 ``(H, W, 3)``."""
     import imageio.v3 as iio
 
     try:
@@ -133,8 +141,11 @@ def load_image(path: str, bucket: Bucket) -> np.ndarray:
         raise VideoDecodeError(f"cannot read image {path}: {e!r}") from e
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, -1)
-    img = img[..., :3].astype(np.uint8)
-    return normalize_frames(resize_center_crop(img, bucket.height, bucket.width))
+    return resize_center_crop(img[..., :3].astype(np.uint8), bucket.height, bucket.width)
+
+
+def load_image(path: str, bucket: Bucket) -> np.ndarray:
+    return normalize_frames(load_image_uint8(path, bucket))
 
 
 # ----------------------------------------------------------------------------- grain stages
