@@ -15,6 +15,7 @@ Usage::
 """
 from __future__ import annotations
 
+import io
 import os
 
 _ADJECTIVES = ["red", "blue", "green", "yellow", "white", "black", "small", "large", "old", "young", "bright",
@@ -48,13 +49,10 @@ def make_t5_tokenizer(out_dir, vocab_size: int = 128, extra_ids: int = 0) -> str
 
     out_dir = str(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    corpus = os.path.join(out_dir, "corpus.txt")
-    with open(corpus, "w") as f:
-        f.write("\n".join(_sentences()) + "\n")
-    prefix = os.path.join(out_dir, "spiece")
+    model = io.BytesIO()  # in-memory corpus and model: no file paths recorded in the proto
     spm.SentencePieceTrainer.train(
-        input=corpus,
-        model_prefix=prefix,
+        sentence_iterator=iter(_sentences()),
+        model_writer=model,
         model_type="unigram",
         vocab_size=vocab_size,
         pad_id=0,
@@ -67,13 +65,12 @@ def make_t5_tokenizer(out_dir, vocab_size: int = 128, extra_ids: int = 0) -> str
         normalization_rule_name="identity",
         character_coverage=1.0,
         num_threads=1,
-        seed_sentencepiece_size=100000,
         shuffle_input_sentence=False,
         minloglevel=2,
     )
-    os.remove(corpus)
-    os.remove(prefix + ".vocab")
-    sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+    with open(os.path.join(out_dir, "spiece.model"), "wb") as f:
+        f.write(model.getvalue())
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
     vocab = [(sp.id_to_piece(i), float(sp.get_score(i))) for i in range(sp.get_piece_size())]
     tokenizer = T5Tokenizer(vocab=vocab, extra_ids=extra_ids, model_max_length=512)
     tokenizer.save_pretrained(out_dir)
