@@ -63,7 +63,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "tiny"              # transformer preset name (configs/transformer.py) or "standin"
-    mesh: str = "fsdp=-1"
+    mesh: str = "fsdp=-1"            # per-slice (ICI) mesh, parallel/mesh.py syntax
+    mesh_dcn: str = ""               # multi-slice: across-slice mesh, e.g. "data=2"
     batch_size: int = 8              # global
     seed: int = 0
     snr_shift_scale: float = 1.0     # 2b trains with 3.0

@@ -6,9 +6,8 @@
 #   WORKDIR=gs://bucket/runs/5b ./launch/tpu_pod.sh --set optimizer.lr=1e-5
 #
 # Multi-slice (DCN data parallel across slices, e.g. queued resources with 2 slices): set
-# NUM_SLICES=2 and use a config/mesh whose data axis spans the slices, e.g. --set mesh=fsdp=-1
-# (within-slice) — MEGASCALE_* variables are provided by the runtime; the trainer's mesh builder takes
-# the DCN axis from `--set mesh=...` + `make_mesh(..., dcn="data=$NUM_SLICES")` (see parallel/mesh.py).
+# NUM_SLICES=2: the script adds `--set mesh_dcn=data=$NUM_SLICES` (data parallel over DCN, the
+# config's `mesh` inside each slice); MEGASCALE_* variables come from the TPU runtime.
 set -euo pipefail
 : "${TPU_NAME:?set TPU_NAME}"; : "${ZONE:?set ZONE}"
 CONFIG=${CONFIG:-configs/train_2b.py}
@@ -18,6 +17,7 @@ BRANCH=${BRANCH:-main}
 PROJECT_FLAG=${PROJECT:+--project=$PROJECT}
 NUM_SLICES=${NUM_SLICES:-1}
 EXTRA_ARGS=$(printf ' %q' "$@")
+if [ "$NUM_SLICES" -gt 1 ]; then EXTRA_ARGS+=" --set mesh_dcn=data=$NUM_SLICES"; fi
 
 SETUP="set -e; cd ~; "
 if [ -n "$REPO_URL" ]; then

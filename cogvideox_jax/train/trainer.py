@@ -80,7 +80,7 @@ class Trainer:
                  model_spec: ModelSpec | None = None, stdout: bool = True):
         self.cfg = cfg
         self.workdir = workdir
-        self.mesh = make_mesh(mesh if mesh is not None else cfg.mesh)
+        self.mesh = make_mesh(mesh if mesh is not None else cfg.mesh, dcn=(cfg.mesh_dcn or None) if mesh is None else None)
         self.spec = model_spec or build_model(cfg)
         self.data_factory = data_factory or default_data
         self.alphas_cumprod = training_alphas_cumprod(cfg.num_timesteps, snr_shift_scale=cfg.snr_shift_scale)
