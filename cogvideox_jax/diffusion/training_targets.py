@@ -1,0 +1,39 @@
+"""Training-side helpers of the v-prediction objective (vectorised over integer timesteps)."""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from configs.scheduler import SchedulerConfig
+from cogvideox_jax.diffusion.noise_schedule import alphas_cumprod
+
+
+def alphas_cumprod_table(config: SchedulerConfig):
+    """ᾱ as a float32 device array (index it with integer timesteps)."""
+    return jnp.asarray(alphas_cumprod(config).astype("float32"))
+
+
+def _bcast(a, x):
+    return a.reshape(a.shape + (1,) * (x.ndim - a.ndim))
+
+
+def add_noise(ac, x0, noise, t):
+    """x_t = sqrt(ᾱ_t) x0 + sqrt(1-ᾱ_t) ε."""
+    a = _bcast(ac[t], x0)
+    return jnp.sqrt(a) * x0 + jnp.sqrt(1 - a) * noise
+
+
+def velocity_target(ac, x0, noise, t):
+    """v = sqrt(ᾱ_t) ε - sqrt(1-ᾱ_t) x0 (diffusers ``get_velocity``)."""
+    a = _bcast(ac[t], x0)
+    return jnp.sqrt(a) * noise - jnp.sqrt(1 - a) * x0
+
+
+def v_to_x0(ac, x_t, v, t):
+    """The SAT denoiser relation D = sqrt(ᾱ) x_t - sqrt(1-ᾱ) F."""
+    a = _bcast(ac[t], x_t)
+    return jnp.sqrt(a) * x_t - jnp.sqrt(1 - a) * v
+
+
+def loss_weight(ac, t):
+    """The reference weighting 1 / (1 - ᾱ_t): with it, weighted x0-MSE equals MSE on v."""
+    return 1.0 / (1.0 - ac[t])

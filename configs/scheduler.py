@@ -1,0 +1,65 @@
+"""Scheduler config (diffusers ``scheduler/scheduler_config.json`` of the CogVideoX schedulers)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+SCHEDULER_KINDS = {"CogVideoXDDIMScheduler": "ddim", "CogVideoXDPMScheduler": "dpm"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerConfig:
+    kind: str = "ddim"                      # "ddim" (CogVideoXDDIMScheduler) or "dpm" (CogVideoXDPMScheduler)
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    beta_schedule: str = "scaled_linear"
+    clip_sample: bool = False
+    set_alpha_to_one: bool = True
+    steps_offset: int = 0
+    prediction_type: str = "v_prediction"
+    timestep_spacing: str = "trailing"
+    rescale_betas_zero_snr: bool = True
+    snr_shift_scale: float = 3.0
+
+    def __post_init__(self):
+        if self.kind not in ("ddim", "dpm"):
+            raise ValueError(f"scheduler kind must be 'ddim' or 'dpm', got {self.kind!r}")
+        if self.timestep_spacing not in ("linspace", "leading", "trailing"):
+            raise ValueError(f"timestep_spacing {self.timestep_spacing!r}: use linspace, leading or trailing")
+        if self.beta_schedule not in ("scaled_linear", "linear"):
+            raise ValueError(f"beta_schedule {self.beta_schedule!r} is not supported (scaled_linear, linear)")
+        if self.prediction_type not in ("v_prediction", "epsilon", "sample"):
+            raise ValueError(f"prediction_type {self.prediction_type!r} is not supported")
+        if self.clip_sample:
+            raise ValueError("clip_sample=True is not supported (CogVideoX uses False)")
+
+    @classmethod
+    def from_diffusers_config(cls, config: Mapping[str, Any]) -> "SchedulerConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in config.items() if k in names}
+        class_name = config.get("_class_name")
+        if class_name is not None:
+            if class_name not in SCHEDULER_KINDS:
+                raise ValueError(f"unsupported scheduler {class_name!r}; expected one of {sorted(SCHEDULER_KINDS)}")
+            kw["kind"] = SCHEDULER_KINDS[class_name]
+        return cls(**kw)
+
+    @classmethod
+    def from_pretrained(cls, folder: str) -> "SchedulerConfig":
+        path = os.path.join(folder, "scheduler_config.json")
+        with open(path) as f:
+            return cls.from_diffusers_config(json.load(f))
+
+    def to_diffusers_config(self) -> dict:
+        d = dataclasses.asdict(self)
+        kind = d.pop("kind")
+        d["_class_name"] = {v: k for k, v in SCHEDULER_KINDS.items()}[kind]
+        return d
+
+
+# CogVideoX-2b: DDIM, SNR shift 3; CogVideoX-5b / 5b-I2V / 1.5: DPM, SNR shift 1.
+COGVIDEOX_2B = SchedulerConfig(kind="ddim", snr_shift_scale=3.0)
+COGVIDEOX_5B = SchedulerConfig(kind="dpm", snr_shift_scale=1.0)
