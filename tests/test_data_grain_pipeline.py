@@ -141,3 +141,28 @@ def test_worker_processes_resume_and_count(tmp_path):
         assert resumed.num_decode_failures >= 1
     for x, y in zip(ref, got):
         _same(x, y)
+
+
+def test_images_offsets_and_index_cache(tmp_path):
+    """images.txt (image-to-video) batches, seeded random clip offsets, and the probe cache file."""
+    import imageio.v3 as iio
+
+    root = tmp_path / "d"
+    write_folder(root, [dict(num_frames=12)] * 2)
+    (root / "images").mkdir()
+    for n in range(2):
+        iio.imwrite(root / "images" / f"{n}.png", np.full((64, 96, 3), 40 + 100 * n, np.uint8))
+    (root / "images.txt").write_text("images/0.png\nimages/1.png\n")
+    cache = str(tmp_path / "probe.json")
+    kw = dict(seed=0, shard_index=0, shard_count=1, fps=6, num_epochs=1, shuffle=False, index_cache=cache)
+    (b,) = list(make_iter(root, "3x32x48", 2, **kw))
+    assert b["image"].shape == (2, 32, 48, 3) and b["image"].dtype == np.float32
+    np.testing.assert_allclose(b["image"][:, 0, 0, 0], [40 / 127.5 - 1, 140 / 127.5 - 1], atol=1e-6)
+    # 12 frames at 12 fps read at 6 fps: 3 frames from the start, stride 2
+    np.testing.assert_allclose(b["video"][0].mean(axis=(1, 2, 3)), [gray_level(i) / 127.5 - 1 for i in (0, 2, 4)],
+                               atol=0.03)
+    assert len(json.load(open(cache))) == 2
+    offs = [list(make_iter(root, "3x32x48", 2, **kw, random_offset=True))[0]["video"] for _ in range(2)]
+    np.testing.assert_array_equal(offs[0], offs[1])                       # seeded
+    starts = np.rint((offs[0][:, 0].mean(axis=(1, 2, 3)) + 1) * 127.5)
+    assert not np.allclose(starts, gray_level(0), atol=3)                   # not both from frame 0
