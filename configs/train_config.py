@@ -55,7 +55,8 @@ class CheckpointConfig:
 @dataclass(frozen=True)
 class DataConfig:
     kind: str = "synthetic"          # "synthetic" | "precomputed" (latents + text_emb) | "videos" (grain pipeline)
-    path: str = ""
+    path: str = ""                   # precomputed: folder with latents.npy + text_emb.npy; videos: data root
+    pretrained: str = ""             # videos: diffusers CogVideoX root (vae/, text_encoder/, tokenizer/)
     shuffle_seed: int = 0
     num_synthetic: int = 16          # synthetic: distinct examples cycled through
 

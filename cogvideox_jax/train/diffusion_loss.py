@@ -15,20 +15,17 @@ import numpy as np
 
 def training_alphas_cumprod(num_timesteps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012,
                             snr_shift_scale: float = 1.0, zero_terminal_snr: bool = True) -> np.ndarray:
-    """ᾱ_t (float64, length ``num_timesteps``) of the CogVideoX training discretisation.
-
-    scaled-linear betas → ᾱ = cumprod(1 − β) → SNR shift ``ᾱ/(s + (1−s)ᾱ)`` (2b: s = 3, 5b/1.5: s = 1)
-    → zero-terminal-SNR rescale of √ᾱ (ᾱ_999 = 0, ᾱ_0 unchanged).
+    """ᾱ_t (float64, length ``num_timesteps``) of the CogVideoX training discretisation (SAT
+    ``ZeroSNRDDPMDiscretization``): scaled-linear betas → ᾱ = cumprod(1 − β) → SNR shift
+    ``ᾱ/(s + (1−s)ᾱ)`` (2b: s = 3, 5b/1.5: s = 1) → zero-terminal-SNR rescale of √ᾱ.
+    The same table as the samplers' (``cogvideox_jax.diffusion.noise_schedule``), which computes it.
     """
-    betas = np.linspace(beta_start ** 0.5, beta_end ** 0.5, num_timesteps, dtype=np.float64) ** 2
-    alphas_cumprod = np.cumprod(1.0 - betas)
-    alphas_cumprod = alphas_cumprod / (snr_shift_scale + (1.0 - snr_shift_scale) * alphas_cumprod)
-    if zero_terminal_snr:
-        s = np.sqrt(alphas_cumprod)
-        s0, s_last = s[0], s[-1]
-        s = (s - s_last) * (s0 / (s0 - s_last))
-        alphas_cumprod = s ** 2
-    return alphas_cumprod
+    from configs.scheduler import SchedulerConfig
+    from cogvideox_jax.diffusion.noise_schedule import alphas_cumprod
+
+    return alphas_cumprod(SchedulerConfig(num_train_timesteps=num_timesteps, beta_start=beta_start,
+                                          beta_end=beta_end, snr_shift_scale=snr_shift_scale,
+                                          rescale_betas_zero_snr=zero_terminal_snr))
 
 
 def _bcast(a, x):

@@ -76,6 +76,8 @@ class EncodedVideoBatches:
     scaling factor; ``encode_text(prompts) -> (B, L, D)``.
     """
 
+    process_local = True  # batches are this process's slice of the global batch
+
     def __init__(self, source, encode_video: Callable, encode_text: Callable):
         self.source, self.encode_video, self.encode_text = source, encode_video, encode_text
 

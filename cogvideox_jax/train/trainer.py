@@ -56,7 +56,10 @@ def default_data(cfg, stage_index: int, lat_shape, text_shape, batch_size: int):
         lat = np.load(os.path.join(d.path, "latents.npy"), mmap_mode="r")
         txt = np.load(os.path.join(d.path, "text_emb.npy"), mmap_mode="r")
         return ArrayLatentBatches(lat, txt, batch_size, seed=d.shuffle_seed + stage_index)
-    raise ValueError(f"data.kind={d.kind!r}: pass a data_factory for pixel pipelines (EncodedVideoBatches)")
+    if d.kind == "videos":
+        from cogvideox_jax.train.video_latents import video_data_factory
+        return video_data_factory(cfg, stage_index, lat_shape, text_shape, batch_size)
+    raise ValueError(f"unknown data.kind={d.kind!r} (synthetic | precomputed | videos)")
 
 
 @dataclass
@@ -158,11 +161,16 @@ class Trainer:
                                   self.state_shardings)
         return _Stage(index, start, step_fn, data, (cfg.batch_size, *lat), (cfg.batch_size, *txt))
 
-    def _device_batch(self, batch: dict, shardings: dict) -> dict:
+    def _device_batch(self, batch: dict, shardings: dict, process_local: bool = False) -> dict:
+        """Global numpy batch → sharded arrays (each device takes its rows); ``process_local``: the
+        batch is this process's slice (pixel pipelines shard by process)."""
         out = {}
         for k, sh in shardings.items():
             arr = np.asarray(batch[k], np.float32)
-            out[k] = jax.make_array_from_callback(arr.shape, sh, lambda idx, a=arr: a[idx])
+            if process_local:
+                out[k] = jax.make_array_from_process_local_data(sh, arr)
+            else:
+                out[k] = jax.make_array_from_callback(arr.shape, sh, lambda idx, a=arr: a[idx])
         return out
 
     def fit(self, max_steps: int | None = None) -> list[dict]:
@@ -187,7 +195,8 @@ class Trainer:
                     logger.close()
                 logger = self._logger(current)
                 timer = StepTimer()
-            batch = self._device_batch(next(current.data), current.step_fn.batch_shardings)
+            batch = self._device_batch(next(current.data), current.step_fn.batch_shardings,
+                                       getattr(current.data, "process_local", False))
             self.state, metrics = current.step_fn(self.state, batch)
             step += 1
             save = step % cfg.checkpoint.every_steps == 0 or step == end

@@ -1,0 +1,58 @@
+"""Training on videos: the data pipeline's pixel batches encoded on the fly by the frozen VAE and T5.
+
+``frozen_encoders(pretrained_root)`` loads ``vae/``, ``text_encoder/`` and ``tokenizer/`` of a
+diffusers CogVideoX folder (torch-free converters) and returns jitted
+``encode_video(video (B,T,H,W,3) in [-1,1]) -> latents · scaling_factor`` (posterior mode —
+deterministic, so resumed runs replay exactly; diffusers finetune/ samples instead) and
+``encode_text(prompts) -> (B, L, 4096)``. ``video_data_factory`` plugs
+``cogvideox_jax.data.grain_pipeline.make_train_iterator`` (one bucket per stage: the stage's
+frames × height × width) into the ``Trainer``; its batches are per process.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+
+from cogvideox_jax.train.latent_batches import EncodedVideoBatches
+
+
+def frozen_encoders(pretrained_root: str, *, text_len: int = 226, vae_folder: str = "vae",
+                    text_folder: str = "text_encoder", tokenizer_folder: str = "tokenizer"):
+    from cogvideox_jax.convert import load_diffusers
+    from cogvideox_jax.convert.safetensors_io import read_config
+    from cogvideox_jax.models.t5.prompt_encoding import encode_prompts_jit, load_tokenizer, tokenize_prompts
+
+    vae_dir = os.path.join(pretrained_root, vae_folder)
+    vae, vae_params = load_diffusers(vae_dir)
+    scaling = float(read_config(vae_dir).get("scaling_factor", 1.15258426))
+    t5, t5_params = load_diffusers(os.path.join(pretrained_root, text_folder))
+    tok = load_tokenizer(os.path.join(pretrained_root, tokenizer_folder))
+
+    @jax.jit
+    def encode_video(video):
+        return vae.apply({"params": vae_params}, video, method="encode").mode() * scaling
+
+    def encode_text(prompts):
+        return encode_prompts_jit(t5, t5_params, tokenize_prompts(tok, list(prompts), text_len))
+
+    return encode_video, encode_text
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_encoders(root: str, text_len: int):
+    return frozen_encoders(root, text_len=text_len)
+
+
+def video_data_factory(cfg, stage_index: int, latent_shape, text_shape, batch_size: int, *, encoders=None,
+                       fps: float | None = 8.0, **iterator_kw):
+    """A ``Trainer`` data factory: ``cfg.data.path`` = video folder, ``cfg.data.pretrained`` = model root."""
+    from cogvideox_jax.data.grain_pipeline import make_train_iterator
+
+    stage = cfg.stages[stage_index]
+    per_process = batch_size // jax.process_count()
+    source = make_train_iterator(cfg.data.path, f"{stage.num_frames}x{stage.height}x{stage.width}", per_process,
+                                 seed=cfg.data.shuffle_seed + stage_index, fps=fps, **iterator_kw)
+    enc_v, enc_t = encoders or _cached_encoders(cfg.data.pretrained, cfg.text_len)
+    return EncodedVideoBatches(source, enc_v, enc_t)
