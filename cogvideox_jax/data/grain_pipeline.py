@@ -63,7 +63,11 @@ class VideoIndex:
 
 
 def _probe_cached(path: str, cache: dict) -> VideoInfo | None:
-    st = os.stat(path)
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        log.warning("skipping unreadable video %s: %s", path, e)
+        return None
     key = f"{path}|{st.st_size}|{int(st.st_mtime_ns)}"
     if key in cache:
         v = cache[key]
@@ -83,8 +87,11 @@ def build_video_index(records: Sequence[VideoRecord], buckets, fps: float | None
     buckets = parse_buckets(buckets)
     cache: dict = {}
     if cache_path and os.path.isfile(cache_path):
-        with open(cache_path) as f:
-            cache = json.load(f)
+        try:
+            with open(cache_path) as f:
+                cache = json.load(f)
+        except (OSError, ValueError) as e:
+            log.warning("ignoring unreadable probe cache %s: %s", cache_path, e)
     probe = functools.partial(_probe_cached, cache=cache)
     with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
         infos = tuple(pool.map(probe, [r.video for r in records]))
@@ -214,7 +221,9 @@ class LoadBatch:
         b, pos = plan["bucket"], plan["position"]
         bucket = self.index.buckets[b]
         members = np.flatnonzero(self.index.bucket_of == b)
-        spare = iter(members[np.random.default_rng([self.seed, pos, 0xFA11]).permutation(len(members))])
+        members = members[np.random.default_rng([self.seed, pos, 0xFA11]).permutation(len(members))]
+        in_batch = np.isin(members, plan["indices"])
+        spare = iter(np.concatenate([members[~in_batch], members[in_batch]]))  # prefer videos not in this batch
         items, used, skipped = [], [], 0
         for i in plan["indices"]:
             i = int(i)
