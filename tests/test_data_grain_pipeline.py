@@ -166,3 +166,12 @@ def test_images_offsets_and_index_cache(tmp_path):
     np.testing.assert_array_equal(offs[0], offs[1])                       # seeded
     starts = np.rint((offs[0][:, 0].mean(axis=(1, 2, 3)) + 1) * 127.5)
     assert not np.allclose(starts, gray_level(0), atol=3)                   # not both from frame 0
+
+
+def test_default_shard_is_the_jax_process():
+    from cogvideox_jax.data.grain_pipeline import _resolve_shard
+
+    assert _resolve_shard(None, None) == (0, 1)          # one JAX process here
+    assert _resolve_shard(1, 4) == (1, 4)
+    with pytest.raises(ValueError):
+        _resolve_shard(1, None)

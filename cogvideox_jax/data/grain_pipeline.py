@@ -23,6 +23,7 @@ import functools
 import json
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
@@ -174,12 +175,19 @@ class BatchPlanSource(grain.sources.RandomAccessDataSource):
         self.num_epochs = INFINITE_EPOCHS if num_epochs is None else num_epochs
 
     def _plan(self, epoch: int):
-        cache = self.__dict__.setdefault("_plans", {})
-        if epoch not in cache:
-            if len(cache) >= 4:
-                cache.pop(next(iter(cache)))
-            cache[epoch] = self._make_plan(epoch)
-        return cache[epoch]
+        lock = self.__dict__.get("_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_lock", threading.Lock())
+        with lock:  # grain reads with several threads
+            cache = self.__dict__.setdefault("_plans", {})
+            if epoch not in cache:
+                if len(cache) >= 4:
+                    cache.pop(next(iter(cache)))
+                cache[epoch] = self._make_plan(epoch)
+            return cache[epoch]
+
+    def __getstate__(self):  # pickled into grain worker processes: no lock, no cached plans
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_plans")}
 
     def _make_plan(self, epoch: int):
         if self.shuffle:
