@@ -162,6 +162,9 @@ def test_images_offsets_and_index_cache(tmp_path):
     np.testing.assert_allclose(b["video"][0].mean(axis=(1, 2, 3)), [gray_level(i) / 127.5 - 1 for i in (0, 2, 4)],
                                atol=0.03)
     assert len(json.load(open(cache))) == 2
+    (raw,) = list(make_iter(root, "3x32x48", 2, **kw, normalize=False))
+    assert raw["video"].dtype == np.uint8 and raw["image"].dtype == np.uint8
+    np.testing.assert_allclose(raw["video"] / 127.5 - 1, b["video"], atol=1e-6)
     offs = [list(make_iter(root, "3x32x48", 2, **kw, random_offset=True))[0]["video"] for _ in range(2)]
     np.testing.assert_array_equal(offs[0], offs[1])                       # seeded
     starts = np.rint((offs[0][:, 0].mean(axis=(1, 2, 3)) + 1) * 127.5)

@@ -6,6 +6,8 @@ returns a :class:`VideoBatchIterator` yielding per-process batches
     {"video": (B, T, H, W, 3) float32 in [-1, 1], "prompt": list[str] (B), "index": (B,) int64,
      "bucket": int, ["image": (B, H, W, 3) float32 when the folder has images.txt / "image" keys]}
 
+(uint8 video/image with ``normalize=False``).
+
 How it works. The folder's videos are probed once (header only) and assigned to a bucket
 (:mod:`buckets`). A random-access plan (one entry per global step: a bucket and
 ``batch_size * shard_count`` dataset indices, reshuffled every epoch from ``seed``) is the grain
@@ -211,19 +213,21 @@ class BatchPlanSource(grain.sources.RandomAccessDataSource):
 class LoadBatch:
     """Decode a plan entry into a batch; failed videos are replaced from the same bucket (seeded)."""
 
-    def __init__(self, index: VideoIndex, seed: int, random_offset: bool = False, max_replacements: int = 32):
+    def __init__(self, index: VideoIndex, seed: int, random_offset: bool = False, max_replacements: int = 32,
+                 normalize: bool = True):
         self.index, self.seed = index, seed
         self.random_offset, self.max_replacements = random_offset, max_replacements
+        self.normalize = normalize
         self.with_images = all(r.image is not None for r in index.records)
 
     def _load(self, i: int, bucket: Bucket, position: int):
         rec, info = self.index.records[i], self.index.infos[i]
         off = (float(np.random.default_rng([self.seed, position, i, 7]).random())
                if self.random_offset else 0.0)
-        out = {"video": load_clip(rec.video, info, bucket, self.index.fps, off)}
+        out = {"video": load_clip_uint8(rec.video, info, bucket, self.index.fps, off)}
         if self.with_images:
-            out["image"] = load_image(rec.image, bucket)
-        return out
+            out["image"] = load_image_uint8(rec.image, bucket)
+        return {k: normalize_frames(v) for k, v in out.items()} if self.normalize else out
 
     def __call__(self, plan: dict):
         b, pos = plan["bucket"], plan["position"]
@@ -324,17 +328,18 @@ def _resolve_shard(shard_index, shard_count) -> tuple[int, int]:
 def make_train_dataset(index: VideoIndex, batch_size: int, *, seed: int = 0, shard_index: int = 0,
                        shard_count: int = 1, num_epochs: int | None = None, shuffle: bool = True,
                        random_offset: bool = False, num_workers: int = 0, read_threads: int = 4,
-                       prefetch_batches: int = 8,
+                       prefetch_batches: int = 8, normalize: bool = True,
                        worker_buffer_size: int = 2) -> tuple[grain.IterDataset, BatchPlanSource]:
     """The grain IterDataset of batch dicts (with ``num_skipped`` / ``dropped`` bookkeeping keys).
 
     ``read_threads`` batches are decoded concurrently (ffmpeg runs in subprocesses, so threads scale),
     up to ``prefetch_batches`` ahead of the consumer; ``num_workers`` > 0 adds grain worker processes.
+    ``normalize=False`` yields uint8 clips (4x less host memory; ``x / 127.5 - 1`` on device).
     """
     plan = BatchPlanSource(index.bucket_of, len(index.buckets), batch_size, seed, shard_index, shard_count,
                            num_epochs, shuffle)
     read = grain.ReadOptions(num_threads=max(1, read_threads), prefetch_buffer_size=max(1, prefetch_batches))
-    ds = grain.MapDataset.source(plan).map(LoadBatch(index, seed, random_offset)).to_iter_dataset(read)
+    ds = grain.MapDataset.source(plan).map(LoadBatch(index, seed, random_offset, normalize=normalize)).to_iter_dataset(read)
     if num_workers > 0:
         from absl import flags
 
@@ -349,15 +354,16 @@ def make_train_iterator(data_root: str, buckets, batch_size: int, *, seed: int =
                         shard_index: int | None = None, shard_count: int | None = None,
                         fps: float | None = 8.0, num_epochs: int | None = None, shuffle: bool = True,
                         random_offset: bool = False, allow_short: bool = True, num_workers: int = 0,
-                        read_threads: int = 4, prefetch_batches: int = 8, index_cache: str | None = None,
-                        records: Sequence[VideoRecord] | None = None,
+                        read_threads: int = 4, prefetch_batches: int = 8, normalize: bool = True,
+                        index_cache: str | None = None, records: Sequence[VideoRecord] | None = None,
                         **folder_kw) -> VideoBatchIterator:
     """Batches of ``batch_size`` (per process) clips from ``data_root`` (see the module docstring).
 
     ``buckets``: ``"49x480x720,49x480x480"`` or Buckets / (frames, height, width) tuples.
     ``shard_index`` / ``shard_count``: default one shard per JAX process. ``num_epochs`` None: forever.
     ``read_threads`` / ``prefetch_batches``: decode concurrency and read-ahead (see make_train_dataset);
-    ``num_workers`` > 0 decodes in grain worker processes. ``folder_kw`` go to :func:`read_folder`.
+    ``num_workers`` > 0 decodes in grain worker processes. ``normalize=False``: uint8 video/image.
+    ``index_cache``: JSON file caching the header probes. ``folder_kw`` go to :func:`read_folder`.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -367,7 +373,7 @@ def make_train_iterator(data_root: str, buckets, batch_size: int, *, seed: int =
     ds, plan = make_train_dataset(index, batch_size, seed=seed, shard_index=shard_index, shard_count=shard_count,
                                   num_epochs=num_epochs, shuffle=shuffle, random_offset=random_offset,
                                   num_workers=num_workers, read_threads=read_threads,
-                                  prefetch_batches=prefetch_batches)
+                                  prefetch_batches=prefetch_batches, normalize=normalize)
     log.info("video pipeline: %d videos, buckets %s, %d batches/epoch (shard %d/%d)", len(recs),
              index.bucket_counts(), plan.batches_per_epoch, shard_index, shard_count)
     return VideoBatchIterator(ds, index, plan)
