@@ -135,7 +135,8 @@ def test_sharded_checkpoint_loads(tiny_folder, tmp_path):
 def test_more_layers_than_checkpoint_is_an_error(tiny_folder, tmp_path):
     _, folder = tiny_folder
     for name in os.listdir(folder):
-        os.symlink(os.path.join(folder, name), tmp_path / name) if name != "config.json" else None
+        if name != "config.json":
+            os.symlink(os.path.join(folder, name), tmp_path / name)
     config = json.load(open(os.path.join(folder, "config.json")))
     config["num_layers"] = 3
     json.dump(config, open(tmp_path / "config.json", "w"))

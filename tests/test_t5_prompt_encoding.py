@@ -58,12 +58,7 @@ def _diffusers_t5_embeds(tokenizer, model, prompts, max_length):
         with torch.no_grad():
             return (model(ids).last_hidden_state,)
 
-    fake = types.SimpleNamespace(
-        tokenizer=tokenizer,
-        text_encoder=types.SimpleNamespace(dtype=torch.float32, __call__=None),
-        _execution_device=torch.device("cpu"),
-    )
-    fake.text_encoder = text_encoder
+    fake = types.SimpleNamespace(tokenizer=tokenizer, text_encoder=text_encoder, _execution_device=torch.device("cpu"))
     embeds = CogVideoXPipeline._get_t5_prompt_embeds(
         fake, prompts, max_sequence_length=max_length, device=torch.device("cpu"), dtype=torch.float32
     )
