@@ -1,0 +1,72 @@
+"""The one attention entry point: ``dot_product_attention(q, k, v, backend=...)``.
+
+Layout ``(B, L, H, D)``; softmax(q k^T / sqrt(D)) v over the whole (joint text + video) sequence,
+no mask (CogVideoX's attention is full and bidirectional). Backends:
+
+* ``"xla"``: ``jax.nn.dot_product_attention(implementation="xla")`` - runs everywhere;
+* ``"cudnn"``: the fused cuDNN flash-attention kernel (GPU; bf16/fp16 inputs);
+* ``"splash"``: Pallas splash attention (TPU). The sequence is padded to the kernel's block size
+  and the padding masked with segment ids; q is scaled by 1/sqrt(D) here because the kernel does
+  not scale. ``interpret=True`` runs the same kernel on CPU (tests);
+* ``"auto"``: splash on TPU, cuDNN on GPU for 16-bit inputs, XLA otherwise.
+
+Sequence parallelism (Ulysses / ring) wraps this function: see
+``cogvideox_jax/parallel/sequence_parallel_attention.py``.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+BACKENDS = ("auto", "xla", "cudnn", "splash")
+
+
+def resolve_backend(backend: str, dtype) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown attention backend {backend!r}; choose from {BACKENDS}")
+    if backend != "auto":
+        return backend
+    platform = jax.devices()[0].platform
+    if platform == "tpu":
+        return "splash"
+    if platform == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16):
+        return "cudnn"
+    return "xla"
+
+
+def dot_product_attention(q, k, v, *, backend: str = "auto", splash_block: int = 512, interpret: bool = False):
+    """Full (unmasked) attention of ``(B, L, H, D)`` q/k/v; returns ``(B, L, H, D)``."""
+    backend = resolve_backend(backend, q.dtype)
+    if backend == "xla":
+        return jax.nn.dot_product_attention(q, k, v, implementation="xla")
+    if backend == "cudnn":
+        return jax.nn.dot_product_attention(q, k, v, implementation="cudnn")
+    return splash_attention(q, k, v, block=splash_block, interpret=interpret)
+
+
+def splash_attention(q, k, v, *, block: int = 512, interpret: bool = False):
+    """Pallas splash attention over ``(B, L, H, D)``; pads L to a multiple of the block size."""
+    from jax.experimental.pallas.ops.tpu import splash_attention as sa
+
+    b, length, h, d = q.shape
+    block = min(block, _round_up(length, 128))
+    padded = _round_up(length, block)
+    pad = padded - length
+    q = q * jnp.asarray(1.0 / math.sqrt(d), q.dtype)
+    to_hld = lambda x: jnp.pad(jnp.swapaxes(x, 1, 2), ((0, 0), (0, 0), (0, pad), (0, 0)))  # noqa: E731
+    qh, kh, vh = to_hld(q), to_hld(k), to_hld(v)
+    sizes = sa.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
+                          block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block)
+    mask = sa.MultiHeadMask([sa.FullMask((padded, padded)) for _ in range(h)])
+    kernel = sa.make_splash_mha(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
+    seg = (jnp.arange(padded) < length).astype(jnp.int32)
+    segment_ids = sa.SegmentIds(q=seg, kv=seg)
+    out = jax.vmap(functools.partial(kernel, segment_ids=segment_ids))(qh, kh, vh)
+    return jnp.swapaxes(out[:, :, :length], 1, 2)
+
+
+def _round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
