@@ -30,8 +30,8 @@ def _inputs(model, t, h, w, seed=0):
     return latents, text, timestep, ofs
 
 
-@pytest.mark.parametrize("variant", list(SIZES))
-@pytest.mark.parametrize("scan", [True, False], ids=["scan", "unrolled"])
+@pytest.mark.parametrize("variant,scan", [(v, True) for v in SIZES] + [("5b", False)],
+                         ids=[f"{v}-scan" for v in SIZES] + ["5b-unrolled"])
 def test_forward_parity(tmp_path, variant, scan):
     model = make_torch_transformer(variant)
     model.save_pretrained(tmp_path)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from cogvideox_jax.models.attention import dot_product_attention
 from cogvideox_jax.models.transformer.expert_adaln import layer_norm
-from cogvideox_jax.models.transformer.positional_embeddings import apply_rope
+from cogvideox_jax.models.transformer.rope_3d import apply_rope
 from cogvideox_jax.parallel.logical_axes import constrain, logical_init
 
 
@@ -53,22 +53,3 @@ class JointAttention(nn.Module):
             out = dot_product_attention(q, k, v, backend=self.backend)
         out = self._dense(x.shape[-1], "to_out", ("heads", "embed"))(out.reshape(b, s, inner))
         return out[:, n_text:], out[:, :n_text]
-
-
-class FeedForward(nn.Module):
-    """Linear(D -> 4D) -> tanh-GELU -> Linear(4D -> D)."""
-
-    dim: int
-    mult: int = 4
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x):
-        h = nn.Dense(self.dim * self.mult, dtype=self.dtype, param_dtype=self.param_dtype, name="proj_in",
-                     kernel_init=logical_init(nn.initializers.lecun_normal(), ("embed", "mlp")),
-                     bias_init=logical_init(nn.initializers.zeros, ("mlp",)))(x)
-        h = constrain(nn.gelu(h, approximate=True), ("activation_batch", "activation_length", "activation_mlp"))
-        return nn.Dense(self.dim, dtype=self.dtype, param_dtype=self.param_dtype, name="proj_out",
-                        kernel_init=logical_init(nn.initializers.lecun_normal(), ("mlp", "embed")),
-                        bias_init=logical_init(nn.initializers.zeros, ("embed",)))(h)

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 from configs.transformer import TransformerConfig
 from cogvideox_jax.models.transformer.expert_adaln import AdaLayerNormOut, layer_norm
 from cogvideox_jax.models.transformer.patch_embed import PatchEmbed, unpatchify
-from cogvideox_jax.models.transformer.positional_embeddings import rope_3d, video_sincos_table
+from cogvideox_jax.models.transformer.positional_embeddings import video_sincos_table
+from cogvideox_jax.models.transformer.rope_3d import rope_3d
 from cogvideox_jax.models.transformer.timestep_embedding import TimestepEmbedding, sinusoidal_features
 from cogvideox_jax.models.transformer.transformer_block import TransformerBlock
 from cogvideox_jax.parallel.logical_axes import constrain, logical_init
@@ -111,10 +112,11 @@ class CogVideoXTransformer3D(nn.Module):
                     f"{cfg.sample_height}x{cfg.sample_width} latents ({cfg.sample_height * 8}x{cfg.sample_width * 8} px); "
                     f"got {h}x{w}")
             sample_t = (cfg.sample_frames - 1) // cfg.temporal_compression_ratio + 1
+            frames_px = (t - 1) * cfg.temporal_compression_ratio + 1  # the reference's comparison
             n_sample = sample_t * (cfg.sample_height // p) * (cfg.sample_width // p)
             table = self.param("pos_embedding", logical_init(nn.initializers.normal(0.02), (None, "embed")),
                                (cfg.max_text_seq_length + n_sample, cfg.inner_dim), self.param_dtype)
-            if t == sample_t:  # the learned table covers the text rows too
+            if frames_px == cfg.sample_frames:  # the learned table covers the text rows too
                 return table[: cfg.max_text_seq_length], table[cfg.max_text_seq_length:]
             # the reference regenerates the *sin-cos* table when only the frame count differs
             return None, jnp.asarray(video_sincos_table(cfg, t, h, w))

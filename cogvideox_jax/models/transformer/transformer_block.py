@@ -8,7 +8,8 @@ import jax.numpy as jnp
 
 from configs.transformer import TransformerConfig
 from cogvideox_jax.models.transformer.expert_adaln import ExpertAdaLayerNormZero
-from cogvideox_jax.models.transformer.joint_attention import FeedForward, JointAttention
+from cogvideox_jax.models.transformer.feed_forward import FeedForward
+from cogvideox_jax.models.transformer.joint_attention import JointAttention
 from cogvideox_jax.parallel.logical_axes import constrain
 
 _ACT = ("activation_batch", "activation_length", "activation_embed")
