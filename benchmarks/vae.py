@@ -1,0 +1,169 @@
+"""Benchmark: JAX vs diffusers VAE encode/decode on CPU at the real CogVideoX VAE config (random init).
+
+    python benchmarks/vae.py                       # both sides, both ops, table
+    python benchmarks/vae.py --latent-frames 3 --latent-size 16 --repeats 3
+
+Decodes (1, 3, 16, 16, 16) latents -> (1, 9, 128, 128, 3) and encodes the inverse. Each (side, op)
+runs in its own subprocess so that peak memory is that side's alone: ``peak_rss`` is the
+process's ru_maxrss (includes imports, random init and, for JAX, XLA compilation);
+``run_rss`` is the peak RSS sampled (every 2 ms) during the steady-state calls only. Compile
+time (JAX) is the first call minus a steady-state call. Timings are noisy on a shared machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class _RssSampler:
+    def __init__(self):
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_mb())
+            time.sleep(0.002)
+
+    def __enter__(self):
+        self.peak = _rss_mb()
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def _shapes(args):
+    t = args.latent_frames
+    s = args.latent_size
+    frames = (t - 1) * 4 + 1
+    return (1, t, s, s, 16), (1, frames, s * 8, s * 8, 3)
+
+
+def run_jax(args):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from configs.vae import COGVIDEOX_2B
+    from cogvideox_jax.models.vae import AutoencoderKLCogVideoX
+
+    vae = AutoencoderKLCogVideoX(COGVIDEOX_2B)
+    import flax.linen as nn
+
+    params = jax.jit(lambda k: nn.unbox(vae.init(k, jnp.zeros((1, 1, 8, 8, 3)))["params"]))(jax.random.PRNGKey(0))
+    jax.block_until_ready(params)
+    zshape, xshape = _shapes(args)
+    rng = np.random.default_rng(0)
+    if args.op == "decode":
+        inp = jnp.asarray(rng.standard_normal(zshape).astype(np.float32))
+        fn = jax.jit(lambda p, v: vae.apply({"params": p}, v, method="decode", frame_batching=args.frame_batching))
+    else:
+        inp = jnp.asarray(rng.uniform(-1, 1, xshape).astype(np.float32))
+        fn = jax.jit(
+            lambda p, v: vae.apply({"params": p}, v, method="encode", frame_batching=args.frame_batching).mean
+        )
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(params, inp))
+    first = time.perf_counter() - t0
+    times = []
+    with _RssSampler() as sampler:
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(params, inp))
+            times.append(time.perf_counter() - t0)
+    best = min(times)
+    return dict(time_s=best, times=times, compile_s=first - best, run_rss_mb=sampler.peak)
+
+
+def run_torch(args):
+    import numpy as np
+    import torch
+    from diffusers import AutoencoderKLCogVideoX
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = AutoencoderKLCogVideoX().eval()
+    zshape, xshape = _shapes(args)
+    rng = np.random.default_rng(0)
+    if args.op == "decode":
+        inp = torch.from_numpy(np.moveaxis(rng.standard_normal(zshape).astype(np.float32), -1, 1).copy())
+        fn = lambda: model.decode(inp).sample  # noqa: E731
+    else:
+        inp = torch.from_numpy(np.moveaxis(rng.uniform(-1, 1, xshape).astype(np.float32), -1, 1).copy())
+        fn = lambda: model.encode(inp).latent_dist.mean  # noqa: E731
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        fn()
+        first = time.perf_counter() - t0
+        times = []
+        with _RssSampler() as sampler:
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+    return dict(time_s=min(times), times=times, compile_s=0.0, first_s=first, run_rss_mb=sampler.peak)
+
+
+def worker(args):
+    res = run_jax(args) if args.side == "jax" else run_torch(args)
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(res))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--side", choices=["jax", "torch"])
+    ap.add_argument("--op", choices=["encode", "decode"])
+    ap.add_argument("--ops", default="decode,encode")
+    ap.add_argument("--latent-frames", type=int, default=3)
+    ap.add_argument("--latent-size", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--frame-batching", default="diffusers", choices=["diffusers", "whole"])
+    args = ap.parse_args()
+    if args.side:
+        return worker(args)
+    results = {}
+    for op in args.ops.split(","):
+        for side in ("jax", "torch"):
+            cmd = [sys.executable, __file__, "--side", side, "--op", op] + [
+                f"--latent-frames={args.latent_frames}", f"--latent-size={args.latent_size}",
+                f"--repeats={args.repeats}", f"--threads={args.threads}", f"--frame-batching={args.frame_batching}",
+            ]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+            if out.returncode or not line:
+                print(out.stdout[-3000:], out.stderr[-3000:])
+                raise SystemExit(f"{side} {op} failed")
+            results[(side, op)] = json.loads(line[0][7:])
+            r = results[(side, op)]
+            print(f"{op:6s} {side:5s} time {r['time_s']:.2f}s (runs {', '.join(f'{t:.2f}' for t in r['times'])})"
+                  f"  compile {r['compile_s']:.1f}s  peak_rss {r['peak_rss_mb']:.0f} MiB  run_rss {r['run_rss_mb']:.0f} MiB",
+                  flush=True)
+    zshape, xshape = _shapes(args)
+    print(f"\nlatents {zshape} <-> video {xshape}, frame_batching={args.frame_batching}, threads={args.threads}")
+    for op in args.ops.split(","):
+        j, t = results[("jax", op)], results[("torch", op)]
+        print(f"{op}: JAX/diffusers time {j['time_s'] / t['time_s']:.2f}x, peak RSS {j['peak_rss_mb'] / t['peak_rss_mb']:.2f}x,"
+              f" steady-state RSS {j['run_rss_mb'] / t['run_rss_mb']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
