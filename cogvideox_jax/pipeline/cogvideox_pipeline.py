@@ -1,0 +1,184 @@
+"""``CogVideoXPipeline``: text-to-video and image-to-video sampling, parity with diffusers.
+
+    pipe = CogVideoXPipeline.from_pretrained("path")   # a diffusers pipeline folder or our checkpoint
+    frames = pipe("a red circle moves to the left", num_frames=49, height=480, width=720)
+    # float32 (B, T, H, W, 3) in [0, 1]
+
+The whole denoising loop is one compiled ``lax.scan`` per shape (see ``denoise_loop.py``); the VAE
+decodes with the reference's frame batching; I2V encodes the conditioning image with the VAE and
+channel-concatenates its (scaled, zero-padded) latents.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cogvideox_jax.diffusion.sampler import init_state, scheduler_step
+from cogvideox_jax.diffusion.sampling_schedule import make_sampling_schedule
+from cogvideox_jax.pipeline import components as comp
+from cogvideox_jax.pipeline.denoise_loop import denoise
+from cogvideox_jax.pipeline.frame_rules import plan_frames
+from cogvideox_jax.pipeline.guidance_schedule import guidance_scales
+from cogvideox_jax.pipeline.progress import progress_bar
+
+
+class CogVideoXPipeline:
+    """Holds the converted components (modules + params), the tokenizer and the scheduler config."""
+
+    def __init__(self, components: "comp.PipelineComponents", *, mesh=None, sequence_parallel: str | None = None):
+        self.components = components
+        self.mesh = mesh
+        self.sequence_parallel = sequence_parallel
+        self._compiled = {}
+
+    # ----------------------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(cls, path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, mesh=None,
+                        sequence_parallel: str | None = None) -> "CogVideoXPipeline":
+        """Load a diffusers pipeline folder (``model_index.json``) or a checkpoint written by
+        ``cogvideox-jax convert``."""
+        components = comp.load_components(path, dtype=dtype, param_dtype=param_dtype)
+        if mesh is not None:
+            from cogvideox_jax.parallel.mesh import make_mesh
+
+            mesh = make_mesh(mesh)
+            components = comp.shard_components(components, mesh)
+        return cls(components, mesh=mesh, sequence_parallel=sequence_parallel)
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def transformer_config(self):
+        return self.components.transformer.config
+
+    @property
+    def vae_config(self):
+        return self.components.vae.config
+
+    @property
+    def is_i2v(self) -> bool:
+        return self.transformer_config.in_channels == 2 * self.vae_config.latent_channels
+
+    def default_size(self):
+        c = self.transformer_config
+        return c.sample_frames, c.sample_height * 8, c.sample_width * 8
+
+    # ----------------------------------------------------------------------------- text
+    def encode_prompt(self, prompts: Sequence[str]):
+        """T5 embeddings ``(B, L, D)`` of prompts padded/truncated to the model's text length."""
+        return comp.encode_text(self.components, list(prompts), self.transformer_config.max_text_seq_length)
+
+    # ----------------------------------------------------------------------------- sampling
+    def __call__(self, prompt: str | Sequence[str], negative_prompt: str | Sequence[str] = "", image=None,
+                 num_frames: int | None = None, height: int | None = None, width: int | None = None,
+                 num_inference_steps: int = 50, guidance_scale: float = 6.0, use_dynamic_cfg: bool = False,
+                 seed: int = 0, latents=None, image_latent_mode: str = "sample", progress: bool = True):
+        """Sample videos; returns float32 ``(B, T, H, W, 3)`` in [0, 1].
+
+        ``latents``: initial noise in our layout ``(B, t, h, w, C)`` - the shape the pipeline would draw
+        (for 1.5 including the padding latent frame). ``image_latent_mode``: ``"sample"`` (the reference:
+        a posterior sample of the encoded image) or ``"mode"`` (its mean).
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
+        if len(negatives) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(negatives)} negative prompts")
+        f0, h0, w0 = self.default_size()
+        num_frames, height, width = num_frames or f0, height or h0, width or w0
+        tc = self.transformer_config
+        vc = self.vae_config
+        plan = plan_frames(num_frames, height, width, patch_size=tc.patch_size, patch_size_t=tc.patch_size_t,
+                           temporal_compression=int(vc.temporal_compression_ratio),
+                           spatial_compression=vc.spatial_compression)
+        if self.is_i2v and image is None:
+            raise ValueError("this is an image-to-video model: pass image=")
+        if image is not None and not self.is_i2v:
+            raise ValueError("image= given but the transformer is text-to-video (in_channels == latent channels)")
+
+        batch = len(prompts)
+        do_cfg = guidance_scale > 1.0
+        text = self.encode_prompt(prompts)
+        if do_cfg:
+            text = jnp.concatenate([self.encode_prompt(negatives), text])
+
+        key = jax.random.PRNGKey(seed)
+        latent_key, noise_key, image_key = jax.random.split(key, 3)
+        c_lat = self.vae_config.latent_channels
+        shape = (batch, plan.padded_latent_frames, plan.latent_height, plan.latent_width, c_lat)
+        if latents is None:
+            latents = jax.random.normal(latent_key, shape, jnp.float32)
+        else:
+            latents = jnp.asarray(latents, jnp.float32)
+            if latents.shape != shape:
+                raise ValueError(f"latents must have shape {shape} (B, t, h, w, C) for this request, got {latents.shape}")
+
+        image_latents = None
+        if image is not None:
+            if image_latent_mode not in ("sample", "mode"):
+                raise ValueError(f"image_latent_mode must be 'sample' or 'mode', got {image_latent_mode!r}")
+            image_latents = self._image_latents(image, batch, plan, image_key, image_latent_mode)
+
+        schedule = make_sampling_schedule(self.components.scheduler_config, num_inference_steps)
+        timesteps = np.asarray(schedule.timesteps)
+        guidance = jnp.asarray(guidance_scales(timesteps, guidance_scale, use_dynamic_cfg))
+        ofs = None if tc.ofs_embed_dim is None else 2.0
+
+        run = self._denoise_fn(do_cfg, image_latents is not None, ofs, progress)
+        with progress_bar(len(timesteps), enabled=progress):
+            latents = run(self.components.transformer_params, latents, text, guidance, schedule, image_latents,
+                          noise_key)
+        latents = latents[:, plan.additional_frames:]
+        video = self.decode_latents(latents)
+        return np.asarray(jnp.clip(video / 2 + 0.5, 0.0, 1.0), np.float32)
+
+    def _denoise_fn(self, do_cfg: bool, has_image: bool, ofs, progress: bool):
+        key = (do_cfg, has_image, ofs, progress)
+        if key not in self._compiled:
+            transformer = self.components.transformer
+
+            def run(params, latents, text, guidance, schedule, image_latents, noise_key):
+                def model_fn(x, txt, t):
+                    kwargs = {} if ofs is None else {"ofs": jnp.full((x.shape[0],), ofs, jnp.float32)}
+                    return transformer.apply({"params": params}, x, txt, t, **kwargs)
+
+                return denoise(model_fn, functools.partial(scheduler_step, schedule), init_state(latents), latents,
+                               text, schedule.timesteps, guidance, do_cfg=do_cfg, image_latents=image_latents, noise_key=noise_key,
+                               progress=progress)
+
+            self._compiled[key] = jax.jit(run)
+        return self._compiled[key]
+
+    # ----------------------------------------------------------------------------- VAE
+    def decode_latents(self, latents):
+        """Latents ``(B, t, h, w, C)`` (scaled) -> video in [-1, 1] with the reference's frame batching."""
+        vae = self.components.vae
+        if "decode" not in self._compiled:
+            self._compiled["decode"] = jax.jit(
+                lambda p, z: vae.apply({"params": p}, z / vae.config.scaling_factor, method="decode"))
+        return self._compiled["decode"](self.components.vae_params, latents)
+
+    def _image_latents(self, image, batch: int, plan, key, mode: str):
+        """I2V conditioning: encode the image as a 1-frame video, scale like the reference, pad with
+        zero latents to the padded latent length (1.5: the reference's leading-frame handling)."""
+        vae = self.components.vae
+        img = comp.preprocess_image(image, plan.height, plan.width)  # (H, W, 3) or (B, H, W, 3) in [-1, 1]
+        if img.ndim == 3:
+            img = np.broadcast_to(img, (batch,) + img.shape)
+        video = jnp.asarray(img, jnp.float32)[:, None]  # (B, 1, H, W, 3)
+        post = vae.apply({"params": self.components.vae_params}, video, method="encode")
+        z = post.sample(key) if mode == "sample" else post.mode()
+        sf = vae.config.scaling_factor
+        z = z / sf if getattr(vae.config, "invert_scale_latents", False) else z * sf
+        # diffusers: the noise has t' = t + t % p_t latents; image latents are [img, zeros * (t_cond - 1)]
+        # where t_cond counts the padding latents already added to num_frames, then for 1.5 the leading
+        # t_cond % p_t frames are repeated in front.
+        t_cond = plan.padded_latent_frames
+        pad = jnp.zeros((batch, t_cond - 1) + z.shape[2:], z.dtype)
+        z = jnp.concatenate([z, pad], axis=1)
+        pt = self.transformer_config.patch_size_t
+        if pt:
+            z = jnp.concatenate([z[:, : z.shape[1] % pt], z], axis=1)
+        return z

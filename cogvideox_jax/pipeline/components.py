@@ -1,0 +1,165 @@
+"""The pipeline's components (modules + params, tokenizer, scheduler config), and how they are loaded:
+from a diffusers pipeline folder (``model_index.json``) or from the project's own checkpoint
+(``cogvideox_jax.json``, written by ``cogvideox-jax convert``).
+
+Every component kind is described once in ``COMPONENT_KINDS``: how to build its config from a
+diffusers/transformers ``config.json``, its Linen module, its torch-free diffusers loader, and a dummy
+input for shape inference.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs.scheduler import SchedulerConfig
+from cogvideox_jax.convert import pipeline_checkpoint as ckpt
+from cogvideox_jax.convert.errors import CheckpointFormatError
+from cogvideox_jax.convert.safetensors_io import read_config
+
+
+def _obj(path: str):
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentKind:
+    config_cls: str          # "module:Class" with a classmethod building it from config.json
+    config_from: str         # that classmethod's name
+    module_cls: str          # "module:Class" Linen module taking (config, dtype, param_dtype)
+    loader: str              # "module:function" (folder, dtype=, param_dtype=) -> (module, params)
+    dummy_inputs: Callable   # config -> tuple of init inputs
+
+    def build(self, config_json: dict, dtype, param_dtype):
+        cfg = getattr(_obj(self.config_cls), self.config_from)(config_json)
+        return _obj(self.module_cls)(cfg, dtype=dtype, param_dtype=param_dtype)
+
+
+def _vae_inputs(cfg):
+    s = cfg.spatial_compression
+    return (jnp.zeros((1, 1, s, s, cfg.in_channels), jnp.float32),)
+
+
+def _t5_inputs(cfg):
+    return (jnp.zeros((1, 2), jnp.int32),)
+
+
+def _transformer_inputs(cfg):
+    return _obj("cogvideox_jax.models.transformer.transformer_3d:dummy_inputs")(cfg)
+
+
+COMPONENT_KINDS = {
+    "transformer": ComponentKind(
+        "configs.transformer:TransformerConfig", "from_diffusers_config",
+        "cogvideox_jax.models.transformer.transformer_3d:CogVideoXTransformer3D",
+        "cogvideox_jax.convert.transformer:load_transformer", _transformer_inputs),
+    "vae": ComponentKind(
+        "configs.vae:VAEConfig", "from_diffusers_config",
+        "cogvideox_jax.models.vae.autoencoder:AutoencoderKLCogVideoX",
+        "cogvideox_jax.convert.vae:load_vae", _vae_inputs),
+    "text_encoder": ComponentKind(
+        "configs.t5:T5Config", "from_hf_config",
+        "cogvideox_jax.models.t5.t5_encoder:T5EncoderModel",
+        "cogvideox_jax.convert.t5:load_t5", _t5_inputs),
+}
+
+
+@dataclasses.dataclass
+class PipelineComponents:
+    transformer: Any
+    transformer_params: Any
+    vae: Any
+    vae_params: Any
+    text_encoder: Any
+    text_encoder_params: Any
+    tokenizer: Any
+    tokenizer_dir: str | None
+    scheduler_config: SchedulerConfig
+    source_configs: dict  # component name -> the config.json dict it was built from
+
+    def params(self, name: str):
+        return getattr(self, f"{name}_params")
+
+    def module(self, name: str):
+        return getattr(self, name)
+
+
+def is_diffusers_pipeline(path: str) -> bool:
+    return os.path.exists(os.path.join(path, "model_index.json"))
+
+
+def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, progress=None) -> PipelineComponents:
+    """Load every component from a diffusers pipeline folder or a cogvideox-jax checkpoint."""
+    from cogvideox_jax.models.t5.prompt_encoding import load_tokenizer
+
+    if ckpt.is_pipeline_checkpoint(path):
+        ckpt.read_marker(path)
+        loaded, configs = {}, {}
+        for name, kind in COMPONENT_KINDS.items():
+            with open(os.path.join(path, name, "config.json")) as f:
+                configs[name] = json.load(f)
+            module = kind.build(configs[name], dtype, param_dtype)
+            _, params = ckpt.read_component(path, name)
+            params = jax.tree_util.tree_map(lambda x: np.asarray(x).astype(param_dtype), params)
+            loaded[name] = (module, params)
+            if progress:
+                progress(name)
+    elif is_diffusers_pipeline(path):
+        loaded, configs = {}, {}
+        for name, kind in COMPONENT_KINDS.items():
+            folder = os.path.join(path, name)
+            configs[name] = read_config(folder)
+            loaded[name] = _obj(kind.loader)(folder, dtype=dtype, param_dtype=param_dtype)
+            if progress:
+                progress(name)
+    else:
+        raise CheckpointFormatError(
+            f"{path!r} is neither a diffusers pipeline folder (model_index.json) nor a cogvideox-jax "
+            f"checkpoint ({ckpt.MARKER}); convert one with `cogvideox-jax convert`")
+    tok_dir = os.path.join(path, "tokenizer")
+    return PipelineComponents(
+        transformer=loaded["transformer"][0], transformer_params=loaded["transformer"][1],
+        vae=loaded["vae"][0], vae_params=loaded["vae"][1],
+        text_encoder=loaded["text_encoder"][0], text_encoder_params=loaded["text_encoder"][1],
+        tokenizer=load_tokenizer(tok_dir), tokenizer_dir=tok_dir,
+        scheduler_config=SchedulerConfig.from_pretrained(os.path.join(path, "scheduler")),
+        source_configs=configs,
+    )
+
+
+def encode_text(components: PipelineComponents, prompts: list[str], max_length: int):
+    from cogvideox_jax.models.t5.prompt_encoding import encode_text as t5_encode
+
+    return t5_encode(components.tokenizer, components.text_encoder, components.text_encoder_params, prompts,
+                     max_length)
+
+
+def preprocess_image(image, height: int, width: int) -> np.ndarray:
+    """An image (path, PIL image, or (H, W, 3) array: uint8, or float in [0, 1]) -> float32 (H, W, 3)
+    in [-1, 1] at ``height`` x ``width`` (resized with PIL's Lanczos filter, as the reference)."""
+    from PIL import Image
+
+    if isinstance(image, str):
+        image = Image.open(image).convert("RGB")
+    if isinstance(image, Image.Image):
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.LANCZOS)
+        arr = np.asarray(image, np.float32) / 255.0
+    else:
+        arr = np.asarray(image)
+        arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+        if arr.shape[-3:-1] != (height, width):
+            if arr.ndim != 3:
+                raise ValueError(f"image batch must already be {height}x{width}, got {arr.shape}")
+            pil = Image.fromarray(np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8))
+            arr = np.asarray(pil.resize((width, height), Image.LANCZOS), np.float32) / 255.0
+    if arr.shape[-1] != 3:
+        raise ValueError(f"image must have 3 channels (RGB), got shape {arr.shape}")
+    return arr * 2.0 - 1.0
