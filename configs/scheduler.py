@@ -40,6 +40,8 @@ class SchedulerConfig:
     def from_diffusers_config(cls, config: Mapping[str, Any]) -> "SchedulerConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in config.items() if k in names}
+        if config.get("trained_betas") is not None:
+            raise ValueError("trained_betas is not supported (CogVideoX uses the scaled_linear schedule)")
         class_name = config.get("_class_name")
         if class_name is not None:
             if class_name not in SCHEDULER_KINDS:
@@ -49,7 +51,13 @@ class SchedulerConfig:
 
     @classmethod
     def from_pretrained(cls, folder: str) -> "SchedulerConfig":
+        """Read ``scheduler_config.json`` from ``folder`` (the ``scheduler/`` directory) or from
+        ``folder/scheduler/`` (a diffusers pipeline root). Unknown keys are ignored."""
         path = os.path.join(folder, "scheduler_config.json")
+        if not os.path.exists(path):
+            path = os.path.join(folder, "scheduler", "scheduler_config.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no scheduler_config.json in {folder} or {folder}/scheduler")
         with open(path) as f:
             return cls.from_diffusers_config(json.load(f))
 
@@ -63,3 +71,6 @@ class SchedulerConfig:
 # CogVideoX-2b: DDIM, SNR shift 3; CogVideoX-5b / 5b-I2V / 1.5: DPM, SNR shift 1.
 COGVIDEOX_2B = SchedulerConfig(kind="ddim", snr_shift_scale=3.0)
 COGVIDEOX_5B = SchedulerConfig(kind="dpm", snr_shift_scale=1.0)
+COGVIDEOX_5B_I2V = COGVIDEOX_5B
+COGVIDEOX_1_5 = COGVIDEOX_5B
+PRESETS = {"2b": COGVIDEOX_2B, "5b": COGVIDEOX_5B, "5b-i2v": COGVIDEOX_5B_I2V, "1.5": COGVIDEOX_1_5}

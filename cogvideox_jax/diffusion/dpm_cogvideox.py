@@ -3,6 +3,14 @@
 The step is stochastic: the reference draws fresh Gaussian noise at every step. Here the noise is an
 argument, so a caller decides where it comes from (the pipeline derives it from the seed; tests feed
 the reference the same noise). The previous step's x0 prediction is the carried state.
+
+Reference quirk (matters only for seed-level parity with a torch generator): on 2M steps diffusers
+calls ``randn_tensor`` twice, computes a first-order ``prev_sample`` with the first draw, discards
+it, and uses the *second* draw for the returned sample; on first-order steps (the first step, and
+the last when ``prev_t < 0``) only one draw is made. ``noise`` here is the draw actually used.
+The pipeline calls ``step(v, old_x0, t, timesteps[i - 1] if i > 0 else None, x)``: the
+"timestep_back" is the previous *listed* timestep (not ``t + 1000 // N``), which is what the
+precomputed ``coef_d_x0`` / ``coef_d_old`` use.
 """
 from __future__ import annotations
 

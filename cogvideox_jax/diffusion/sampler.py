@@ -11,6 +11,15 @@ from cogvideox_jax.diffusion.dpm_cogvideox import dpm_step
 from cogvideox_jax.diffusion.sampling_schedule import SamplingSchedule
 
 
+INIT_NOISE_SIGMA = 1.0  # both CogVideoX schedulers: initial latents are unit Gaussian noise
+
+
+def scale_model_input(sample, timestep=None):
+    """Identity, as the reference ``scale_model_input`` of both CogVideoX schedulers."""
+    del timestep
+    return sample
+
+
 def init_state(latents):
     return jnp.zeros(latents.shape, jnp.float32)
 

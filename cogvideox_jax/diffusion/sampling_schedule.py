@@ -21,8 +21,8 @@ class SamplingSchedule:
     """Everything a sampling loop needs, as float32/int32 arrays of length N (a jit-able pytree)."""
 
     timesteps: jnp.ndarray      # (N,) int32, descending
-    x0_from_x: jnp.ndarray      # sqrt(ᾱ_t): coefficient of x in the x0 prediction
-    x0_from_model: jnp.ndarray  # v-pred: sqrt(1-ᾱ_t) (subtracted); eps-pred: see prediction_type
+    x0_from_x: jnp.ndarray      # sqrt(ᾱ_t) (v-pred: coefficient of x; eps-pred: the divisor)
+    x0_from_model: jnp.ndarray  # sqrt(1-ᾱ_t): coefficient of the model output (subtracted)
     coef_x: jnp.ndarray         # DDIM: a_t ; DPM: mult1
     coef_x0: jnp.ndarray        # DDIM: b_t ; DPM: mult2 (subtracted)
     coef_noise: jnp.ndarray     # DPM: sqrt(1-ᾱ_prev) sqrt(1-e^{-2h}); DDIM: 0
@@ -40,8 +40,8 @@ class SamplingSchedule:
 def _x0_coefficients(prediction_type: str, a_t: float) -> tuple[float, float]:
     if prediction_type == "v_prediction":
         return a_t**0.5, (1 - a_t) ** 0.5
-    if prediction_type == "epsilon":  # x0 = (x - sqrt(1-a) eps) / sqrt(a)
-        return a_t**-0.5, (1 - a_t) ** 0.5 * a_t**-0.5
+    if prediction_type == "epsilon":  # x0 = (x - sqrt(1-a) eps) / sqrt(a), divided as the reference
+        return a_t**0.5, (1 - a_t) ** 0.5
     return 0.0, -1.0  # "sample": x0 = model_output
 
 
@@ -90,4 +90,6 @@ def predict_x0(schedule: SamplingSchedule, i, model_output, sample):
     """x0 from the model output at step ``i`` (v-, epsilon- or sample-prediction)."""
     if schedule.prediction_type == "sample":
         return model_output
+    if schedule.prediction_type == "epsilon":
+        return (sample - schedule.x0_from_model[i] * model_output) / schedule.x0_from_x[i]
     return schedule.x0_from_x[i] * sample - schedule.x0_from_model[i] * model_output
