@@ -95,8 +95,13 @@ def is_diffusers_pipeline(path: str) -> bool:
     return os.path.exists(os.path.join(path, "model_index.json"))
 
 
-def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, progress=None) -> PipelineComponents:
-    """Load every component from a diffusers pipeline folder or a cogvideox-jax checkpoint."""
+def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, progress=None,
+                    transformer_overrides: dict | None = None) -> PipelineComponents:
+    """Load every component from a diffusers pipeline folder or a cogvideox-jax checkpoint.
+
+    ``transformer_overrides``: execution options for the transformer config (e.g. ``scan_layers``).
+    """
+    overrides = {"transformer": dict(transformer_overrides or {})}
     from cogvideox_jax.models.t5.prompt_encoding import load_tokenizer
 
     if ckpt.is_pipeline_checkpoint(path):
@@ -105,8 +110,10 @@ def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, pr
         for name, kind in COMPONENT_KINDS.items():
             with open(os.path.join(path, name, "config.json")) as f:
                 configs[name] = json.load(f)
-            module = kind.build(configs[name], dtype, param_dtype)
+            module = kind.build({**configs[name], **overrides.get(name, {})}, dtype, param_dtype)
             _, params = ckpt.read_component(path, name)
+            if name == "transformer":
+                params = _relayout_blocks(params, module.config.scan_layers)
             params = jax.tree_util.tree_map(lambda x: np.asarray(x).astype(param_dtype), params)
             loaded[name] = (module, params)
             if progress:
@@ -116,7 +123,8 @@ def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, pr
         for name, kind in COMPONENT_KINDS.items():
             folder = os.path.join(path, name)
             configs[name] = read_config(folder)
-            loaded[name] = _obj(kind.loader)(folder, dtype=dtype, param_dtype=param_dtype)
+            kw = {"config_overrides": overrides[name]} if overrides.get(name) else {}
+            loaded[name] = _obj(kind.loader)(folder, dtype=dtype, param_dtype=param_dtype, **kw)
             if progress:
                 progress(name)
     else:
@@ -132,6 +140,25 @@ def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, pr
         scheduler_config=SchedulerConfig.from_pretrained(os.path.join(path, "scheduler")),
         source_configs=configs,
     )
+
+
+def _relayout_blocks(params: dict, scan_layers: bool) -> dict:
+    """Stack (``transformer_blocks_{i}`` -> ``transformer_blocks``) or unstack the transformer blocks so a
+    checkpoint stored in either layout loads into a module of either layout."""
+    stacked = "transformer_blocks" in params
+    if stacked == scan_layers:
+        return params
+    params = dict(params)
+    if scan_layers:
+        n = len([k for k in params if k.startswith("transformer_blocks_")])
+        blocks = [params.pop(f"transformer_blocks_{i}") for i in range(n)]
+        params["transformer_blocks"] = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *blocks)
+    else:
+        stack = params.pop("transformer_blocks")
+        n = jax.tree_util.tree_leaves(stack)[0].shape[0]
+        for i in range(n):
+            params[f"transformer_blocks_{i}"] = jax.tree_util.tree_map(lambda x: np.asarray(x)[i], stack)
+    return params
 
 
 def encode_text(components: PipelineComponents, prompts: list[str], max_length: int):

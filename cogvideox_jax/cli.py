@@ -1,0 +1,71 @@
+"""The ``cogvideox-jax`` command line.
+
+Sub-commands live with the code they drive; this file only assembles them and imports each
+lazily, so ``cogvideox-jax --help`` stays fast. Two kinds of sub-command modules:
+
+* ``add_parser(subparsers)`` registering a parser whose ``run(args)`` does the work;
+* ``main(argv) -> int`` owning its own argparse (arguments passed through untouched).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# top-level sub-commands with add_parser(subparsers)
+PARSER_COMMANDS = {
+    "convert": "cogvideox_jax.pipeline.cli_commands",
+    "export": "cogvideox_jax.pipeline.cli_commands",
+    "sample": "cogvideox_jax.pipeline.cli_commands",
+    "info": "cogvideox_jax.pipeline.cli_commands",
+    "train": "cogvideox_jax.train.cli_train",
+}
+# grouped sub-commands whose modules have main(argv): group -> {name: (module, help)}
+ARGV_COMMANDS = {
+    "make-dataset": {
+        "shapes": ("cogvideox_jax.data.shapes.make_dataset", "write the synthetic shapes text-video dataset"),
+    },
+    "eval": {
+        "shapes": ("cogvideox_jax.eval.shapes.evaluator", "prompt adherence of shapes videos (classical vision)"),
+        "vbench": ("cogvideox_jax.eval.vbench.runner", "VBench's five dimensions of the paper's Table 1"),
+    },
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cogvideox-jax", description="CogVideoX in JAX: convert, sample, train, evaluate.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    registered = set()
+    for name, module in PARSER_COMMANDS.items():
+        if module in registered:
+            continue
+        registered.add(module)
+        mod = importlib.import_module(module)
+        if hasattr(mod, "add_parsers"):
+            mod.add_parsers(sub)
+        else:
+            mod.add_parser(sub)
+    for group, commands in ARGV_COMMANDS.items():
+        gp = sub.add_parser(group, help=f"{group}: " + ", ".join(commands))
+        gsub = gp.add_subparsers(dest="subcommand", required=True)
+        for name, (module, help_text) in commands.items():
+            p = gsub.add_parser(name, help=help_text, add_help=False)
+            p.add_argument("argv", nargs=argparse.REMAINDER)
+            p.set_defaults(run=_argv_runner(module))
+    return parser
+
+
+def _argv_runner(module: str):
+    def run(args) -> int:
+        return int(importlib.import_module(module).main(list(args.argv)) or 0)
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
