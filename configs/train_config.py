@@ -63,7 +63,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "tiny"              # transformer preset name (configs/transformer.py) or "standin"
+    model: str = "tiny-2b"           # transformer preset name (configs/transformer.py) or "standin"
     mesh: str = "fsdp=-1"            # per-slice (ICI) mesh, parallel/mesh.py syntax
     mesh_dcn: str = ""               # multi-slice: across-slice mesh, e.g. "data=2"
     batch_size: int = 8              # global

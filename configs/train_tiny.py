@@ -2,7 +2,7 @@
 from configs.train_config import CheckpointConfig, DataConfig, OptimizerConfig, StageConfig, TrainConfig
 
 
-def get_config(model: str = "standin") -> TrainConfig:
+def get_config(model: str = "tiny-5b") -> TrainConfig:
     return TrainConfig(
         model=model,
         mesh="data=2,fsdp=-1",

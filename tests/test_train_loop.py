@@ -6,18 +6,19 @@ import os
 
 import jax
 import numpy as np
+import pytest
 
 from configs.train_config import CheckpointConfig, DataConfig, OptimizerConfig, StageConfig, TrainConfig
 from cogvideox_jax.train.trainer import Trainer, latent_shape, stage_at
 from cogvideox_jax.train.train_step import StepOptions, make_loss_and_grads
 
-MODEL = os.environ.get("COGVIDEOX_TRAIN_TEST_MODEL", "standin")
+MODEL = os.environ.get("COGVIDEOX_TRAIN_TEST_MODEL", "tiny-5b")  # the real tiny transformer (RoPE)
 
 
 def tiny_cfg(**kw):
     base = TrainConfig(model=MODEL, mesh="data=2,fsdp=4", batch_size=8, text_len=8, text_dropout=0.0,
                        optimizer=OptimizerConfig(lr=2e-3, warmup_steps=3),
-                       stages=(StageConfig(steps=40, num_frames=5, height=32, width=32),),
+                       stages=(StageConfig(steps=30, num_frames=5, height=32, width=32),),
                        checkpoint=CheckpointConfig(every_steps=1000, keep_last=1, keep_best=0, async_save=False),
                        data=DataConfig(num_synthetic=8), log_every=1)
     return dataclasses.replace(base, **kw)
@@ -28,7 +29,7 @@ def test_tiny_model_loss_decreases(tmp_path):
     recs = tr.fit()
     tr.close()
     losses = np.array([r["loss"] for r in recs])
-    assert len(losses) == 40 and np.isfinite(losses).all()
+    assert len(losses) == 30 and np.isfinite(losses).all()
     assert losses[-8:].mean() < 0.6 * losses[:5].mean(), losses
     lines = [json.loads(x) for x in open(tmp_path / "logs" / "metrics.jsonl")]
     assert {"loss", "lr", "grad_norm", "tokens_per_s", "step_time_s", "tflops_per_s"} <= set(lines[-1])
@@ -39,6 +40,7 @@ def test_tiny_model_loss_decreases(tmp_path):
     assert 0 < diff < 1.0
 
 
+@pytest.mark.slow  # two extra compiles (~1 min idle)
 def test_grad_accumulation_matches_full_batch(tmp_path):
     """The scan over micro-batches gives the full-batch loss and gradients (same timesteps and noise)."""
     cfg = tiny_cfg(batch_size=16, data=DataConfig(num_synthetic=16),

@@ -41,10 +41,32 @@ def test_lora_targets_and_stacked_kernels():
                                                      jax.tree_util.tree_leaves(params)))
 
 
+def test_lora_on_scanned_transformer_targets_stacked_projections(tmp_path):
+    cfg = tiny_cfg(lora=LoraConfig(rank=4, alpha=8.0), stages=(StageConfig(steps=1, num_frames=5, height=16, width=16),))
+    tr = Trainer(cfg, str(tmp_path))
+    tr.build_state()
+    lora = jax.device_get(tr.state.params)
+    assert sorted(lora) == [f"transformer_blocks/attn1/{n}/kernel" for n in ("to_k", "to_out", "to_q", "to_v")]
+    assert lora["transformer_blocks/attn1/to_q/kernel"]["a"].shape == (2, 32, 4)  # (layers, in, rank)
+    assert lora["transformer_blocks/attn1/to_out/kernel"]["b"].shape == (2, 4, 32)
+    tr.close()
+
+
 def test_lora_training_changes_only_adapters_and_merge_reproduces_output(tmp_path):
+    from configs.transformer import get_preset
+    from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
+    from cogvideox_jax.train.model_factory import spec_for_transformer
+
     cfg = tiny_cfg(lora=LoraConfig(rank=4, alpha=8.0), ema_decay=0.0,
                    stages=(StageConfig(steps=6, num_frames=5, height=16, width=16),))
-    tr = Trainer(cfg, str(tmp_path))
+    # unscanned blocks so the per-layer adapter path below can intercept each projection
+    spec = spec_for_transformer(CogVideoXTransformer3D(get_preset("tiny-5b").replace(scan_layers=False)))
+    # random init zeroes the adaLN gates, so attention gets no gradient: start from perturbed weights
+    from cogvideox_jax.train.model_factory import init_params
+    base = jax.device_get(init_params(spec, jax.random.PRNGKey(0), (1, 2, 2, 2, 4), (1, 8, 32)))
+    rng = np.random.default_rng(0)
+    base = jax.tree_util.tree_map(lambda x: x + 0.05 * rng.standard_normal(x.shape).astype(x.dtype), base)
+    tr = Trainer(cfg, str(tmp_path), model_spec=spec, base_params=base)
     tr.build_state()
     base0 = jax.device_get(tr.state.frozen)
     lora0 = jax.device_get(tr.state.params)
@@ -56,6 +78,7 @@ def test_lora_training_changes_only_adapters_and_merge_reproduces_output(tmp_pat
         np.testing.assert_array_equal(a, b)
     lora1 = jax.device_get(st.params)
     assert set(lora1) == set(lora0) and len(lora1) == 8  # 2 blocks × q, k, v, out
+    assert all(k.startswith("transformer_blocks_") for k in lora1)
     assert all(np.abs(lora1[k]["b"]).max() > 0 for k in lora1)
     # optimizer state holds only LoRA-shaped leaves
     n_opt = sum(x.size for x in jax.tree_util.tree_leaves(st.opt_state) if x.ndim > 0)

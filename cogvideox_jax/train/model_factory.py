@@ -1,7 +1,7 @@
 """Build the transformer named by a ``TrainConfig`` and describe its inputs.
 
-``model="tiny" | "cogvideox-2b" | …`` resolves through ``configs/transformer.py`` (the real
-``CogVideoXTransformer3D``); ``model="standin"`` is a small attention model with the same call
+``model="tiny-2b" | "tiny-5b" | "cogvideox-2b" | …`` resolves through ``configs/transformer.py`` (the
+real ``CogVideoXTransformer3D``); ``model="standin"`` is a small attention model with the same call
 signature ``apply({"params": p}, latents (B,t,h,w,C), text_emb (B,L,D), timestep (B,)) -> (B,t,h,w,C)``
 and ``to_q/to_k/to_v/to_out`` projections, used by tests that must not depend on the transformer.
 """
@@ -119,44 +119,19 @@ def build_model(cfg) -> ModelSpec:
 
 
 def _build_transformer(name: str, dtype, param_dtype) -> ModelSpec:
-    try:
-        from configs import transformer as tcfg_mod
-        from cogvideox_jax.models import transformer as tmod
-    except ImportError as e:  # pragma: no cover - until the transformer lands
-        raise ValueError(f"transformer preset {name!r} needs configs/transformer.py ({e})") from e
-    tcfg = _preset(tcfg_mod, name)
-    module = _module_from_config(tmod, tcfg, dtype, param_dtype)
-    g = lambda *names, default=None: next((getattr(tcfg, n) for n in names if hasattr(tcfg, n)), default)  # noqa: E731
-    heads, head_dim = g("num_attention_heads", "num_heads", default=1), g("attention_head_dim", "head_dim", default=64)
-    return ModelSpec(module, g("in_channels", default=16), g("text_embed_dim", default=4096),
-                     g("patch_size", default=2), g("patch_size_t", default=None) or 1,
-                     g("num_layers", default=1), heads * head_dim, 4, g("time_embed_dim", default=512))
+    """A ``configs/transformer.py`` preset (``cogvideox-2b``, ``cogvideox-5b``, ``cogvideox1.5-5b``,
+    ``tiny-2b``, ``tiny-5b``, …) as ``CogVideoXTransformer3D``."""
+    from configs.transformer import get_preset
+    from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
+
+    return spec_for_transformer(CogVideoXTransformer3D(get_preset(name), dtype=dtype, param_dtype=param_dtype))
 
 
-def _preset(mod, name: str):
-    for attr in ("get_config", "preset", "get_preset", "transformer_config"):
-        fn = getattr(mod, attr, None)
-        if callable(fn):
-            try:
-                return fn(name)
-            except (KeyError, ValueError, TypeError):
-                pass
-    presets = getattr(mod, "PRESETS", None)
-    if presets is not None and name in presets:
-        p = presets[name]
-        return p() if callable(p) else p
-    key = name.upper().replace("-", "_").replace(".", "_")
-    if hasattr(mod, key):
-        return getattr(mod, key)
-    raise ValueError(f"unknown transformer preset {name!r}")
-
-
-def _module_from_config(tmod, tcfg, dtype, param_dtype):
-    cls = getattr(tmod, "CogVideoXTransformer3D", None) or getattr(tmod, "CogVideoXTransformer3DModel")
-    try:
-        return cls(config=tcfg, dtype=dtype, param_dtype=param_dtype)
-    except TypeError:
-        return cls(tcfg)
+def spec_for_transformer(module) -> ModelSpec:
+    """``ModelSpec`` of a ``CogVideoXTransformer3D`` (e.g. one returned by ``load_diffusers``)."""
+    c = module.config
+    return ModelSpec(module, c.in_channels, c.text_embed_dim, c.patch_size, c.patch_size_t or 1, c.num_layers,
+                     c.inner_dim, 4, c.time_embed_dim)
 
 
 def abstract_boxed_params(spec: ModelSpec, latent_shape, text_shape):
