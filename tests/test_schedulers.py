@@ -145,3 +145,61 @@ def test_config_roundtrip_and_errors():
     assert SchedulerConfig.from_diffusers_config(d | {"unknown_key": 1}) == COGVIDEOX_5B
     with pytest.raises(ValueError, match="unsupported scheduler"):
         SchedulerConfig.from_diffusers_config({"_class_name": "EulerDiscreteScheduler"})
+
+
+@pytest.mark.parametrize("config", [COGVIDEOX_2B, COGVIDEOX_5B], ids=["ddim-2b", "dpm-5b"])
+def test_bfloat16_latents_follow_torch_promotion(config, monkeypatch):
+    """The pipeline keeps latents in the transformer dtype (``latents.to(prompt_embeds.dtype)``) and
+    passes a float32 model output: torch then multiplies bf16 latents by bf16-rounded coefficients and
+    sums in float32. Check our steps do the same (before and after the cast back to bf16)."""
+    steps, rng = 7, np.random.default_rng(5)
+    x = rng.standard_normal(SHAPE).astype(np.float32)
+    noises = rng.standard_normal((steps,) + SHAPE).astype(np.float32)
+    cls = diffusers.CogVideoXDDIMScheduler if config.kind == "ddim" else diffusers.CogVideoXDPMScheduler
+    ref_sched = cls.from_config(config.to_diffusers_config())
+    ref_sched.set_timesteps(steps)
+    cur = {"i": 0}
+    monkeypatch.setattr(scheduling_dpm_cogvideox, "randn_tensor", lambda shape, **kw: torch.from_numpy(
+        noises[cur["i"]]).permute(0, 4, 1, 2, 3).to(kw["dtype"]))
+    sched = make_sampling_schedule(config, steps)
+    ref_x = torch.from_numpy(x).permute(0, 4, 1, 2, 3).to(torch.bfloat16)
+    ours, state, old = jnp.asarray(x).astype(jnp.bfloat16), init_state(jnp.asarray(x)), None
+    ts = ref_sched.timesteps
+    for i, t in enumerate(ts):
+        cur["i"] = i
+        np.testing.assert_array_equal(np.asarray(ours.astype(jnp.float32)),
+                                      ref_x.float().permute(0, 2, 3, 4, 1).numpy(), err_msg=f"step {i}")
+        v_np = _model(np.asarray(ours.astype(jnp.float32)), int(t))
+        v = torch.from_numpy(v_np).permute(0, 4, 1, 2, 3)
+        if config.kind == "ddim":
+            ref_prev = ref_sched.step(v, t, ref_x, return_dict=False)[0]
+        else:
+            ref_prev, old = ref_sched.step(v, old, t, ts[i - 1] if i > 0 else None, ref_x, return_dict=False)
+        prev, state = scheduler_step(sched, state, i, jnp.asarray(v_np), ours,
+                                     jnp.asarray(noises[i]).astype(jnp.bfloat16))
+        assert prev.dtype == jnp.float32 and ref_prev.dtype == torch.float32
+        np.testing.assert_allclose(np.asarray(prev), ref_prev.permute(0, 2, 3, 4, 1).numpy(), atol=1e-5, rtol=0)
+        ref_x, ours = ref_prev.to(torch.bfloat16), prev.astype(jnp.bfloat16)
+
+
+@pytest.mark.parametrize("config", [COGVIDEOX_2B, COGVIDEOX_5B], ids=["ddim-2b", "dpm-5b"])
+def test_compiled_loop_matches_diffusers(config, monkeypatch):
+    """The whole 50-step loop compiled once (``lax.scan`` under ``jit``) against diffusers' step loop."""
+    steps, rng = 50, np.random.default_rng(6)
+    x = rng.standard_normal(SHAPE).astype(np.float32)
+    noises = rng.standard_normal((steps,) + SHAPE).astype(np.float32)
+    _, ref, _ = _reference(config, steps, x, noises, monkeypatch)
+    w = jnp.asarray(np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32) * 0.5)
+
+    @jax.jit
+    def loop(sched, x, noises):
+        def body(carry, i):
+            x, s = carry
+            t = sched.timesteps[i].astype(jnp.float32)
+            v = jnp.tanh(x @ w + t / 1000.0)
+            x, s = scheduler_step(sched, s, i, v, x, noises[i])
+            return (x, s), x
+        return jax.lax.scan(body, (x, init_state(x)), jnp.arange(sched.num_steps))[1]
+
+    traj = loop(make_sampling_schedule(config, steps), jnp.asarray(x), jnp.asarray(noises))
+    np.testing.assert_allclose(np.asarray(traj), np.stack(ref), atol=1e-5, rtol=0)

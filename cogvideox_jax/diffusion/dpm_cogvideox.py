@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from cogvideox_jax.diffusion.sampling_schedule import SamplingSchedule, predict_x0
+from cogvideox_jax.diffusion.sampling_schedule import SamplingSchedule, predict_x0, scale
 
 
 def dpm_step(schedule: SamplingSchedule, i, model_output, sample, noise, old_x0):
@@ -26,6 +26,7 @@ def dpm_step(schedule: SamplingSchedule, i, model_output, sample, noise, old_x0)
     otherwise, exactly as the reference.
     """
     x0 = predict_x0(schedule, i, model_output, sample)
-    d = jnp.where(schedule.second_order[i], schedule.coef_d_x0[i] * x0 - schedule.coef_d_old[i] * old_x0, x0)
-    prev = schedule.coef_x[i] * sample - schedule.coef_x0[i] * d + schedule.coef_noise[i] * noise
+    d2 = scale(schedule.coef_d_x0[i], x0) - scale(schedule.coef_d_old[i], old_x0)
+    d = jnp.where(schedule.second_order[i], d2, x0.astype(d2.dtype))
+    prev = scale(schedule.coef_x[i], sample) - scale(schedule.coef_x0[i], d) + scale(schedule.coef_noise[i], noise)
     return prev, x0

@@ -86,10 +86,18 @@ def make_sampling_schedule(config: SchedulerConfig, num_inference_steps: int) ->
     )
 
 
+def scale(coef, x):
+    """``coef * x`` in ``x``'s dtype, as torch's ``0-dim float64 tensor * tensor`` (the scalar is cast
+    to the tensor's dtype): a bfloat16 sample gives a bfloat16 product, float32 stays float32. Mixed
+    float32/bfloat16 sums then promote to float32 in both frameworks."""
+    return jnp.asarray(coef).astype(x.dtype) * x
+
+
 def predict_x0(schedule: SamplingSchedule, i, model_output, sample):
     """x0 from the model output at step ``i`` (v-, epsilon- or sample-prediction)."""
     if schedule.prediction_type == "sample":
         return model_output
     if schedule.prediction_type == "epsilon":
-        return (sample - schedule.x0_from_model[i] * model_output) / schedule.x0_from_x[i]
-    return schedule.x0_from_x[i] * sample - schedule.x0_from_model[i] * model_output
+        num = sample - scale(schedule.x0_from_model[i], model_output)
+        return num / schedule.x0_from_x[i].astype(num.dtype)
+    return scale(schedule.x0_from_x[i], sample) - scale(schedule.x0_from_model[i], model_output)
