@@ -69,7 +69,7 @@ def make_sampling_schedule(config: SchedulerConfig, num_inference_steps: int) ->
             m_noise = np.sqrt(1 - a_p) * np.sqrt(1 - np.exp(-2 * h))
             m3 = m4 = 0.0
             second = bool(i > 0 and p >= 0)
-            if i > 0:
+            if second:  # (first-order steps keep 0 here, not the reference's unused inf/nan)
                 a_b = float(ac[ts[i - 1]])
                 h_last = lam - np.log(np.sqrt(np.float64(a_b) / (1 - a_b)))
                 r = h_last / h
