@@ -102,3 +102,11 @@ def test_guidance_matches_pipeline_transcription(steps, dynamic):
         assert np.all((table >= 1) & (table <= 7)) and not np.all(np.diff(table) >= 0)
         assert g.dynamic_guidance_scale(999, 50, 6.0) != g.dynamic_guidance_scale(0, 50, 6.0)
     assert g.uses_guidance(6.0) and not g.uses_guidance(1.0)
+
+
+def test_prev_timestep_quirk_when_steps_do_not_divide_1000():
+    """The reference steps to ``t - 1000 // N``, not to the next listed timestep (kept for parity)."""
+    from cogvideox_jax.diffusion.timesteps import inference_timesteps, previous_timesteps
+    ts = inference_timesteps(COGVIDEOX_5B, 7)
+    np.testing.assert_array_equal(ts, [999, 856, 713, 570, 428, 285, 142])
+    np.testing.assert_array_equal(previous_timesteps(COGVIDEOX_5B, ts), [857, 714, 571, 428, 286, 143, 0])
