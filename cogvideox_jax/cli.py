@@ -28,6 +28,7 @@ ARGV_COMMANDS = {
     "eval": {
         "shapes": ("cogvideox_jax.eval.shapes.evaluator", "prompt adherence of shapes videos (classical vision)"),
         "vbench": ("cogvideox_jax.eval.vbench.runner", "VBench's five dimensions of the paper's Table 1"),
+        "generate": ("cogvideox_jax.eval.vbench.generate", "sample the VBench prompt suites ({prompt}-{i}.mp4)"),
     },
 }
 
@@ -63,6 +64,10 @@ def _argv_runner(module: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # grouped commands own their argparse: hand them the rest of the command line untouched
+    if len(argv) >= 2 and argv[0] in ARGV_COMMANDS and argv[1] in ARGV_COMMANDS[argv[0]]:
+        return int(importlib.import_module(ARGV_COMMANDS[argv[0]][argv[1]][0]).main(argv[2:]) or 0)
     args = build_parser().parse_args(argv)
     return int(args.run(args) or 0)
 

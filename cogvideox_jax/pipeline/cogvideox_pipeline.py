@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cogvideox_jax.diffusion.guidance import guidance_scale_table
 from cogvideox_jax.diffusion.sampler import init_state, scheduler_step
 from cogvideox_jax.diffusion.sampling_schedule import make_sampling_schedule
 from cogvideox_jax.pipeline import components as comp
 from cogvideox_jax.pipeline.denoise_loop import denoise
 from cogvideox_jax.pipeline.frame_rules import plan_frames
-from cogvideox_jax.pipeline.guidance_schedule import guidance_scales
 from cogvideox_jax.pipeline.progress import progress_bar
 
 
@@ -46,7 +46,7 @@ class CogVideoXPipeline:
             from cogvideox_jax.parallel.mesh import make_mesh
 
             mesh = make_mesh(mesh)
-            components = comp.shard_components(components, mesh)
+            components = comp.shard_components(components, mesh, sequence_parallel=sequence_parallel)
         return cls(components, mesh=mesh, sequence_parallel=sequence_parallel)
 
     # ----------------------------------------------------------------------------- properties
@@ -123,10 +123,15 @@ class CogVideoXPipeline:
 
         schedule = make_sampling_schedule(self.components.scheduler_config, num_inference_steps)
         timesteps = np.asarray(schedule.timesteps)
-        guidance = jnp.asarray(guidance_scales(timesteps, guidance_scale, use_dynamic_cfg))
+        guidance = jnp.asarray(guidance_scale_table(timesteps, guidance_scale, use_dynamic_cfg), jnp.float32)
         ofs = None if tc.ofs_embed_dim is None else 2.0
 
         run = self._denoise_fn(do_cfg, image_latents is not None, ofs, progress)
+        if self.mesh is not None:  # the CFG batch [uncond, cond] is split over the batch axes (data, fsdp)
+            from cogvideox_jax.parallel.sharded_apply import batch_sharding
+
+            text = jax.device_put(text, batch_sharding(self.mesh, text.shape))
+            latents = jax.device_put(latents, batch_sharding(self.mesh, latents.shape))
         with progress_bar(len(timesteps), enabled=progress):
             latents = run(self.components.transformer_params, latents, text, guidance, schedule, image_latents,
                           noise_key)
@@ -148,7 +153,12 @@ class CogVideoXPipeline:
                                text, schedule.timesteps, guidance, do_cfg=do_cfg, image_latents=image_latents, noise_key=noise_key,
                                progress=progress)
 
-            self._compiled[key] = jax.jit(run)
+            if self.mesh is None:
+                self._compiled[key] = jax.jit(run)
+            else:  # traced under the mesh + logical rules so the activation constraints apply
+                from cogvideox_jax.parallel.sharded_apply import sharded_jit
+
+                self._compiled[key] = sharded_jit(run, self.mesh)
         return self._compiled[key]
 
     # ----------------------------------------------------------------------------- VAE

@@ -190,3 +190,25 @@ def preprocess_image(image, height: int, width: int) -> np.ndarray:
     if arr.shape[-1] != 3:
         raise ValueError(f"image must have 3 channels (RGB), got shape {arr.shape}")
     return arr * 2.0 - 1.0
+
+
+def shard_components(components: PipelineComponents, mesh, *, sequence_parallel: str | None = None
+                     ) -> PipelineComponents:
+    """Put every component's params on ``mesh`` (FSDP/tensor shardings from their logical axis names,
+    see ``parallel/param_sharding.py``; placed shard by shard) and rebuild the transformer module with
+    ``mesh`` and ``sequence_parallel`` (``None`` | ``"ulysses"`` | ``"ring"``) so its attention runs
+    sequence-parallel when the mesh has a ``sequence`` axis."""
+    from cogvideox_jax.parallel.param_sharding import param_shardings, place_params
+
+    t = components.transformer
+    transformer = type(t)(dataclasses.replace(t.config, sequence_parallel=sequence_parallel), dtype=t.dtype,
+                          param_dtype=t.param_dtype, mesh=mesh)
+    modules = {"transformer": transformer, "vae": components.vae, "text_encoder": components.text_encoder}
+    placed = {}
+    for name, module in modules.items():
+        inputs = COMPONENT_KINDS[name].dummy_inputs(module.config)
+        abstract = jax.eval_shape(module.init, jax.random.PRNGKey(0), *inputs)["params"]
+        placed[name] = place_params(components.params(name), param_shardings(abstract, mesh))
+    return dataclasses.replace(
+        components, transformer=transformer, transformer_params=placed["transformer"],
+        vae_params=placed["vae"], text_encoder_params=placed["text_encoder"])

@@ -2,7 +2,7 @@
 
 Each step: classifier-free-guidance batch ``[uncond, cond]`` through the transformer (with the
 I2V image latents channel-concatenated, and ``ofs`` for 1.5-I2V), guidance with a per-step scale
-table (see ``guidance_schedule.py``), then the scheduler step. The DPM scheduler's fresh noise is
+table (``cogvideox_jax/diffusion/guidance.py``), then the scheduler step. The DPM scheduler's fresh noise is
 drawn from ``fold_in(noise_key, i)`` so a run is reproducible from ``seed`` and a test can feed the
 same noise to the reference.
 """
