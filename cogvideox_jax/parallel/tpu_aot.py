@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import os
 import time
 from typing import Any, Optional
 
@@ -119,6 +120,8 @@ def topology_devices(topology: str):
     """Abstract devices of a named TPU slice, e.g. ``"v5p:2x2x1"`` (needs libtpu, no TPU)."""
     from jax.experimental import topologies
 
+    # AOT only: no chip is opened, so several compiling processes may load libtpu at once
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     return topologies.get_topology_desc(platform="tpu", topology_name=topology).devices
 
 
@@ -328,7 +331,8 @@ def compile_job(job: AOTJob, devices=None) -> AOTReport:
     t, h, w = latent_shape(cfg, job.frames, job.height, job.width)
     start = time.perf_counter()
     lower = _lower_sample if job.job == "sample" else _lower_train
-    with attention_overrides(mesh, job.attention == "splash-sharded"):
+    # default matmul precision: the bf16 splash kernel does not compile under "highest" (Mosaic "Bad lhs type")
+    with attention_overrides(mesh, job.attention == "splash-sharded"), jax.default_matmul_precision("default"):
         lowered, lat = lower(job, cfg, mesh, t, h, w)
         compiled = lowered.compile()
     seconds = time.perf_counter() - start
