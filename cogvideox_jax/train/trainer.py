@@ -120,7 +120,7 @@ class Trainer:
         else:
             base = place_params(self._base_params, base_sh)
         if cfg.lora:
-            stack = lora_lib.stack_axes_from_names(lora_lib_names(boxed))
+            stack = lora_lib.stack_axes_from_names(_logical_names(boxed))
             lora_host = lora_lib.init_lora_params(k_lora, _shape_tree(boxed), cfg.lora.rank, cfg.lora.targets, stack)
             lora_sh = lora_lib.lora_shardings(lora_host, base_sh, self.mesh)
             trainable, trainable_sh = place_params(jax.device_get(lora_host), lora_sh), lora_sh
@@ -232,7 +232,7 @@ def _steps_since(records, step, log_every) -> int:
     return max(1, step - prev) if prev is not None else max(1, min(step, log_every))
 
 
-def lora_lib_names(boxed):
+def _logical_names(boxed):
     import flax.linen as nn
     return nn.get_partition_spec(boxed)
 
