@@ -1,0 +1,194 @@
+"""Benchmark: JAX vs diffusers CogVideoX expert-transformer forward on CPU at 5B width (random init).
+
+    python benchmarks/transformer.py                        # 5b width, 2 layers, 4x30x44 latents, table
+    python benchmarks/transformer.py --layers 2 --repeats 3 --torch-threads 2 --sides jax,torch,matmul
+
+Config: the ``cogvideox-5b`` preset (48 heads x 64 = 3072 wide, RoPE) with ``num_layers`` layers,
+latents ``(1, t, h, w, 16)`` + 226 text tokens, fp32, batch 1. Each side runs in its own subprocess
+(JAX never shares a process with torch's thread pool):
+
+* ``jax``: ``jax.jit(model.apply)``; compile time = first call minus one steady-state call;
+* ``torch``: diffusers ``CogVideoXTransformer3DModel`` with the pipeline's own RoPE preparation,
+  ``torch.set_num_threads(--torch-threads)``, ``torch.no_grad``;
+* ``matmul``: a jitted fp32 square matmul (``--matmul-size``) - the machine's XLA fp32 matmul rate,
+  the ceiling the model's matmuls can reach.
+
+FLOPs are counted from the config (2 per multiply-add): every linear layer (patch embed, text
+projection, AdaLN modulation, QKV, out, feed-forward, final AdaLN, proj_out) plus attention's
+QK^T and PV. Reported times are the median of ``--repeats`` steady-state calls. Timings on a
+shared machine are noisy: the load average is printed alongside.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _config(args):
+    from configs.transformer import get_preset
+
+    return get_preset("cogvideox-5b").replace(num_layers=args.layers)
+
+
+def forward_flops(cfg, t: int, h: int, w: int, batch: int = 1) -> float:
+    """Matmul FLOPs of one forward (2 per multiply-add), attention's QK^T and PV included."""
+    p = cfg.patch_size
+    pt = cfg.patch_size_t or 1
+    d = cfg.inner_dim
+    n_video = (t // pt) * (h // p) * (w // p)
+    n_text = cfg.max_text_seq_length
+    s = n_video + n_text
+    mm = lambda m, k, n: 2.0 * m * k * n  # noqa: E731
+    f = mm(n_video, cfg.in_channels * cfg.patch_volume, d) + mm(n_text, cfg.text_embed_dim, d)  # patch embed
+    f += mm(1, d, cfg.time_embed_dim) + mm(1, cfg.time_embed_dim, cfg.time_embed_dim)  # time embedding
+    per_layer = (2 * mm(1, cfg.time_embed_dim, 6 * d)   # two expert AdaLN modulations
+                 + 4 * mm(s, d, d)                       # q, k, v, out
+                 + 2 * mm(s, s, d)                       # QK^T, PV (all heads)
+                 + mm(s, d, 4 * d) + mm(s, 4 * d, d))    # feed-forward
+    f += cfg.num_layers * per_layer
+    f += mm(1, cfg.time_embed_dim, 2 * d) + mm(n_video, d, cfg.patch_volume * cfg.out_dim)  # norm_out, proj_out
+    return batch * f
+
+
+def _inputs(cfg, args):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lat = rng.standard_normal((1, args.t, args.h, args.w, cfg.in_channels)).astype(np.float32)
+    text = rng.standard_normal((1, cfg.max_text_seq_length, cfg.text_embed_dim)).astype(np.float32)
+    return lat, text, np.asarray([500.0], np.float32)
+
+
+def _median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2], times
+
+
+def run_jax(args):
+    import jax
+    import jax.numpy as jnp
+
+    from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D, dummy_inputs
+
+    cfg = _config(args).replace(attention_backend=args.attention_backend)
+    model = CogVideoXTransformer3D(cfg)
+    lat0, text0, ts0 = dummy_inputs(cfg)  # init on a 1x2x2 latent: the params do not depend on it
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), lat0[:, :, :2, :2], text0, ts0)["params"]
+    params = jax.tree.map(lambda x: x.unbox() if hasattr(x, "unbox") else x, params,
+                          is_leaf=lambda x: hasattr(x, "unbox"))
+    lat, text, ts = (jnp.asarray(x) for x in _inputs(cfg, args))
+    fwd = jax.jit(lambda p, a, b, c: model.apply({"params": p}, a, b, c))
+    t0 = time.perf_counter()
+    fwd(params, lat, text, ts).block_until_ready()
+    first = time.perf_counter() - t0
+    med, times = _median_time(lambda: fwd(params, lat, text, ts).block_until_ready(), args.repeats)
+    return dict(time=med, times=times, compile=first - med)
+
+
+def run_torch(args):
+    import torch
+    from diffusers import CogVideoXTransformer3DModel
+
+    from tests.transformer_oracle import reference_rope
+
+    torch.set_num_threads(args.torch_threads)
+    cfg = _config(args)
+    torch.manual_seed(0)
+    model = CogVideoXTransformer3DModel(**cfg.to_diffusers_config()).eval()
+    lat, text, ts = _inputs(cfg, args)
+    x = torch.from_numpy(lat.transpose(0, 1, 4, 2, 3).copy())
+    enc, tt = torch.from_numpy(text), torch.from_numpy(ts)
+    rope = reference_rope(model, args.t, args.h, args.w)
+
+    def call():
+        with torch.no_grad():
+            model(hidden_states=x, encoder_hidden_states=enc, timestep=tt, image_rotary_emb=rope, return_dict=False)
+
+    call()  # warm-up
+    med, times = _median_time(call, args.repeats)
+    return dict(time=med, times=times)
+
+
+def run_matmul(args):
+    import jax
+    import jax.numpy as jnp
+
+    n = args.matmul_size
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    mm = jax.jit(jnp.matmul)
+    mm(a, b).block_until_ready()
+    med, times = _median_time(lambda: mm(a, b).block_until_ready(), args.repeats + 2)
+    return dict(time=med, times=times, gflops=2.0 * n ** 3 / med / 1e9)
+
+
+RUNNERS = {"jax": run_jax, "torch": run_torch, "matmul": run_matmul}
+
+
+def _subprocess(side, argv):
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--side", side, *argv],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr)
+        raise RuntimeError(f"{side} side failed (rc {out.returncode})")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--t", type=int, default=4)
+    p.add_argument("--h", type=int, default=30)
+    p.add_argument("--w", type=int, default=44)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--torch-threads", type=int, default=2)
+    p.add_argument("--matmul-size", type=int, default=3072)
+    p.add_argument("--attention-backend", default="auto")
+    p.add_argument("--sides", default="matmul,jax,torch")
+    p.add_argument("--side", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.side:
+        print(json.dumps(RUNNERS[args.side](args)))
+        return
+
+    argv = [a for a in sys.argv[1:]]
+    cfg = _config(args)
+    flops = forward_flops(cfg, args.t, args.h, args.w)
+    load0 = os.getloadavg()[0]
+    res = {side: _subprocess(side, argv) for side in args.sides.split(",")}
+    load1 = os.getloadavg()[0]
+    n_tokens = cfg.max_text_seq_length + args.t * (args.h // cfg.patch_size) * (args.w // cfg.patch_size)
+    print(f"\nCogVideoX transformer forward: width {cfg.inner_dim} ({cfg.num_attention_heads}x"
+          f"{cfg.attention_head_dim}), {cfg.num_layers} layers, latents {args.t}x{args.h}x{args.w}x{cfg.in_channels} "
+          f"+ {cfg.max_text_seq_length} text tokens = {n_tokens} tokens, fp32, batch 1, RoPE; "
+          f"{flops / 1e9:.1f} GFLOP/forward; load avg {load0:.1f} -> {load1:.1f} (2 cores)\n")
+    rate = res.get("matmul", {}).get("gflops")
+    print("| side | time (s, median) | all runs (s) | compile (s) | GFLOP/s | % of XLA matmul rate | vs diffusers |")
+    print("|---|---|---|---|---|---|---|")
+    ref = res.get("torch", {}).get("time")
+    for side in ("jax", "torch"):
+        if side not in res:
+            continue
+        r = res[side]
+        g = flops / r["time"] / 1e9
+        name = "JAX (jit)" if side == "jax" else f"diffusers (torch, {args.torch_threads} threads)"
+        print(f"| {name} | {r['time']:.3f} | {', '.join(f'{x:.2f}' for x in r['times'])} | "
+              f"{r.get('compile', float('nan')):.1f} | {g:.1f} | "
+              f"{(100 * g / rate) if rate else float('nan'):.0f}% | {(r['time'] / ref) if ref else float('nan'):.2f}x |")
+    if rate:
+        print(f"\nXLA fp32 matmul {args.matmul_size}^2 (jit): {res['matmul']['time'] * 1e3:.1f} ms -> {rate:.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
