@@ -75,16 +75,22 @@ def _fmt_row(d: dict) -> str:
     head = (f"| {d['job']} | {d['variant']} | {size} | {d['batch']} | {d['topology']} | {d['mesh']} "
             f"| {d['attention']}{' ' + ' '.join(extra) if extra else ''} ")
     if "error" in d:
-        return head + f"| error: {d['error'][:120]} | | | | | | | |"
+        return head + f"| error: {d['error'][:120]} | | | | | | | | |"
     return head + (f"| {g('argument_bytes')} | {g('output_bytes')} | {g('alias_bytes')} | {g('temp_bytes')} "
                    f"| {g('code_bytes')} | **{g('total_bytes')}** / {d['hbm_gib']:.0f} "
-                   f"| {'yes' if d['fits'] else 'NO'} | {d['flops'] / 1e12:.1f} | {d['compile_seconds']:.0f} |")
+                   f"| {'yes' if d['fits'] else 'NO'} | {_tflops(d)} | {d['flops'] / 1e12:.1f} "
+                   f"| {d['compile_seconds']:.0f} |")
+
+
+def _tflops(d: dict) -> str:
+    return f"{d['model_flops'] / 1e12:.0f}" if d.get("model_flops") else "-"
 
 
 def table(rows: list[dict]) -> str:
     lines = ["| job | variant | frames x H x W | batch | topology | mesh | attention / options | args GiB | out GiB "
-             "| alias GiB | temp GiB | code GiB | total / HBM GiB | fits | TFLOP/chip | compile s |",
-             "|" + "---|" * 16]
+             "| alias GiB | temp GiB | code GiB | total / HBM GiB | fits | model TFLOP/chip | XLA TFLOP/chip "
+             "| compile s |",
+             "|" + "---|" * 17]
     return "\n".join(lines + [_fmt_row(d) for d in sorted(rows, key=lambda r: r["row"])])
 
 

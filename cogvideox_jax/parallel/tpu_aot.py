@@ -227,10 +227,14 @@ def sharded_splash_attention(q, k, v, mesh: Mesh, block: int = 512):
 
 
 @contextlib.contextmanager
-def attention_overrides(mesh: Mesh, enabled: bool = True):
-    """While active: non-sequence-parallel splash runs under ``shard_map`` and Ulysses uses splash
-    for its local attention. Patches module attributes and restores them on exit."""
-    if not enabled:
+def attention_overrides(mesh: Mesh, mode: str = "splash-sharded"):
+    """Patch the attention entry points while compiling (restored on exit).
+
+    ``"splash-sharded"``: non-sequence-parallel splash runs under ``shard_map`` and Ulysses uses splash
+    for its local attention. ``"splash"``: the model's own splash, but always the Mosaic kernel (the
+    entry point would pick interpret mode on a non-TPU host). ``"xla"``: nothing patched.
+    """
+    if mode == "xla":
         yield
         return
     from cogvideox_jax.models.transformer import joint_attention as ja
@@ -240,13 +244,17 @@ def attention_overrides(mesh: Mesh, enabled: bool = True):
 
     def dpa(q, k, v, *, backend="auto", **kw):
         if backend in ("splash", "auto"):
-            return sharded_splash_attention(q, k, v, mesh)
+            if mode == "splash-sharded":
+                return sharded_splash_attention(q, k, v, mesh)
+            kw["interpret"] = False
         return orig_dpa(q, k, v, backend=backend, **kw)
 
     def sp_attn(q, k, v, mesh_, *, scheme="ulysses", local_attention=None):
         return orig_spa(q, k, v, mesh_, scheme=scheme, local_attention=local_attention or splash_local_attention)
 
-    ja.dot_product_attention, spa.sequence_parallel_attention = dpa, sp_attn
+    ja.dot_product_attention = dpa
+    if mode == "splash-sharded":
+        spa.sequence_parallel_attention = sp_attn
     try:
         yield
     finally:
@@ -342,7 +350,7 @@ def compile_job(job: AOTJob, devices=None) -> AOTReport:
     start = time.perf_counter()
     lower = _lower_sample if job.job == "sample" else _lower_train
     # default matmul precision: the bf16 splash kernel does not compile under "highest" (Mosaic "Bad lhs type")
-    with attention_overrides(mesh, job.attention == "splash-sharded"), jax.default_matmul_precision("default"):
+    with attention_overrides(mesh, job.attention), jax.default_matmul_precision("default"):
         lowered, lat = lower(job, cfg, mesh, t, h, w)
         compiled = lowered.compile()
     seconds = time.perf_counter() - start
