@@ -82,6 +82,12 @@ def run_jax(args):
     t0 = time.perf_counter()
     jax.block_until_ready(fn(params, inp))
     first = time.perf_counter() - t0
+    mem = fn.lower(params, inp).compile().memory_analysis()
+    xla_mb = dict(
+        xla_temp_mb=mem.temp_size_in_bytes / 2**20,
+        xla_args_mb=mem.argument_size_in_bytes / 2**20,
+        xla_out_mb=mem.output_size_in_bytes / 2**20,
+    )
     times = []
     with _RssSampler() as sampler:
         for _ in range(args.repeats):
@@ -89,7 +95,7 @@ def run_jax(args):
             jax.block_until_ready(fn(params, inp))
             times.append(time.perf_counter() - t0)
     best = min(times)
-    return dict(time_s=best, times=times, compile_s=first - best, run_rss_mb=sampler.peak)
+    return dict(time_s=best, times=times, compile_s=first - best, run_rss_mb=sampler.peak, **xla_mb)
 
 
 def run_torch(args):
@@ -157,6 +163,8 @@ def main():
             print(f"{op:6s} {side:5s} time {r['time_s']:.2f}s (runs {', '.join(f'{t:.2f}' for t in r['times'])})"
                   f"  compile {r['compile_s']:.1f}s  peak_rss {r['peak_rss_mb']:.0f} MiB  run_rss {r['run_rss_mb']:.0f} MiB",
                   flush=True)
+            if "xla_temp_mb" in r:
+                print(f"             XLA buffers: temp {r['xla_temp_mb']:.0f} MiB, arguments {r['xla_args_mb']:.0f} MiB", flush=True)
     zshape, xshape = _shapes(args)
     print(f"\nlatents {zshape} <-> video {xshape}, frame_batching={args.frame_batching}, threads={args.threads}")
     for op in args.ops.split(","):
