@@ -52,4 +52,4 @@ def test_sharded_sampling_matches_single_device(folder_and_reference, mesh, sche
     got = pipe(PROMPT, **KW)
     assert got.shape == ref.shape == (1, 9, 32, 48, 3)
     assert np.std(ref) > 0.01  # a real video, not a constant
-    np.testing.assert_allclose(got, ref, atol=2e-5, rtol=0)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)  # fp32 reduction order only (1/255 = 4e-3)
