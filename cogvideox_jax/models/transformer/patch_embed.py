@@ -39,7 +39,7 @@ class PatchEmbed(nn.Module):
         b, t, h, w, c = latents.shape
         p = cfg.patch_size
         if cfg.patch_size_t is None:
-            kernel = self.param("proj_kernel", logical_init(nn.initializers.lecun_normal(), (None, None, "patch", "embed")),
+            kernel = self.param("proj_kernel", logical_init(nn.initializers.lecun_normal(), ("conv_h", "conv_w", "patch", "embed")),
                                 (p, p, c, d), self.param_dtype)
             y = lax.conv_general_dilated(latents.reshape(b * t, h, w, c).astype(self.dtype), kernel.astype(self.dtype),
                                          (p, p), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))

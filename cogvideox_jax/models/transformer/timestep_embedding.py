@@ -34,6 +34,6 @@ class TimestepEmbedding(nn.Module):
     def __call__(self, x):
         dense = lambda name: nn.Dense(  # noqa: E731
             self.out_dim, dtype=self.dtype, param_dtype=self.param_dtype, name=name,
-            kernel_init=logical_init(nn.initializers.lecun_normal(), (None, "time_embed")),
+            kernel_init=logical_init(nn.initializers.lecun_normal(), ("time_embed", "time_embed")),
             bias_init=logical_init(nn.initializers.zeros, ("time_embed",)))
         return dense("linear_2")(nn.silu(dense("linear_1")(x)))
