@@ -23,7 +23,7 @@ TINY = TransformerConfig(num_attention_heads=8, attention_head_dim=16, in_channe
 
 
 def _perturbed_params(module, inputs, seed=0):
-    boxed = module.init(jax.random.PRNGKey(seed), *inputs)["params"]
+    boxed = jax.jit(module.init)(jax.random.PRNGKey(seed), *inputs)["params"]
     params = jax.tree_util.tree_map(np.asarray, jax.device_get(flax.linen.unbox(boxed)))
     rng = np.random.default_rng(seed)  # zero-initialised biases would hide layout bugs
     return jax.tree_util.tree_map(lambda x: (x + 0.05 * rng.standard_normal(x.shape)).astype(np.float32), params)
