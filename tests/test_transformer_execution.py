@@ -107,7 +107,8 @@ def test_splash_backend_through_the_model_matches_xla():
 def test_every_param_has_logical_axis_names_from_the_rules_table(preset, extra):
     cfg = get_preset(preset).replace(**extra)
     module = CogVideoXTransformer3D(cfg)
-    boxed = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *dummy_inputs(cfg)))["params"]
+    ofs = jnp.ones((1,)) if cfg.ofs_embed_dim else None
+    boxed = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *dummy_inputs(cfg), ofs=ofs))["params"]
     specs = traverse_util.flatten_dict(nn.get_partition_spec(boxed))
     shapes = traverse_util.flatten_dict(_unbox(boxed))
     assert specs.keys() == shapes.keys() and len(specs) > 20
