@@ -2,6 +2,7 @@
 
     python benchmarks/transformer.py                        # 5b width, 2 layers, 4x30x44 latents, table
     python benchmarks/transformer.py --layers 2 --repeats 3 --torch-threads 2 --sides jax,torch,matmul
+    python benchmarks/transformer.py --interleave       # one process, calls alternated (shared machine)
 
 Config: the ``cogvideox-5b`` preset (48 heads x 64 = 3072 wide, RoPE) with ``num_layers`` layers,
 latents ``(1, t, h, w, 16)`` + 226 text tokens, fp32, batch 1. Each side runs in its own subprocess
@@ -133,7 +134,61 @@ def run_matmul(args):
     return dict(time=med, times=times, gflops=2.0 * n ** 3 / med / 1e9)
 
 
-RUNNERS = {"jax": run_jax, "torch": run_torch, "matmul": run_matmul}
+def run_interleaved(args):
+    """Both sides (and the matmul probe) in one process, calls alternated, so that both see the same
+    background load on a shared machine; each side's pool is idle while the other runs."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+    from diffusers import CogVideoXTransformer3DModel
+
+    from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D, dummy_inputs
+    from tests.transformer_oracle import reference_rope
+
+    torch.set_num_threads(args.torch_threads)
+    cfg = _config(args).replace(attention_backend=args.attention_backend)
+    model = CogVideoXTransformer3D(cfg)
+    lat0, text0, ts0 = dummy_inputs(cfg)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), lat0[:, :, :2, :2], text0, ts0)["params"]
+    params = jax.tree.map(lambda x: x.unbox() if hasattr(x, "unbox") else x, params,
+                          is_leaf=lambda x: hasattr(x, "unbox"))
+    lat, text, ts = _inputs(cfg, args)
+    jl, jt, jts = (jnp.asarray(x) for x in (lat, text, ts))
+    fwd = jax.jit(lambda p, a, b, c: model.apply({"params": p}, a, b, c))
+    t0 = time.perf_counter()
+    fwd(params, jl, jt, jts).block_until_ready()
+    first = time.perf_counter() - t0
+    torch.manual_seed(0)
+    tmodel = CogVideoXTransformer3DModel(**cfg.to_diffusers_config()).eval()
+    x = torch.from_numpy(lat.transpose(0, 1, 4, 2, 3).copy())
+    enc, tt = torch.from_numpy(text), torch.from_numpy(ts)
+    rope = reference_rope(tmodel, args.t, args.h, args.w)
+
+    def tcall():
+        with torch.no_grad():
+            tmodel(hidden_states=x, encoder_hidden_states=enc, timestep=tt, image_rotary_emb=rope, return_dict=False)
+
+    n = args.matmul_size
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    mm = jax.jit(jnp.matmul)
+    mm(a, b).block_until_ready()
+    tcall()
+    calls = dict(jax=lambda: fwd(params, jl, jt, jts).block_until_ready(), torch=tcall,
+                 matmul=lambda: mm(a, b).block_until_ready())
+    times = {k: [] for k in calls}
+    for _ in range(args.repeats):
+        for k, fn in calls.items():
+            t1 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t1)
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return dict(jax=dict(time=med["jax"], times=times["jax"], compile=first - med["jax"]),
+                torch=dict(time=med["torch"], times=times["torch"]),
+                matmul=dict(time=med["matmul"], times=times["matmul"], gflops=2.0 * n ** 3 / med["matmul"] / 1e9))
+
+
+RUNNERS = {"jax": run_jax, "torch": run_torch, "matmul": run_matmul, "interleaved": run_interleaved}
 
 
 def _subprocess(side, argv):
@@ -156,6 +211,8 @@ def main():
     p.add_argument("--matmul-size", type=int, default=3072)
     p.add_argument("--attention-backend", default="auto")
     p.add_argument("--sides", default="matmul,jax,torch")
+    p.add_argument("--interleave", action="store_true",
+                   help="one process, jax / torch / matmul calls alternated (fairer under varying load)")
     p.add_argument("--side", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.side:
@@ -166,7 +223,10 @@ def main():
     cfg = _config(args)
     flops = forward_flops(cfg, args.t, args.h, args.w)
     load0 = os.getloadavg()[0]
-    res = {side: _subprocess(side, argv) for side in args.sides.split(",")}
+    if args.interleave:
+        res = _subprocess("interleaved", argv)
+    else:
+        res = {side: _subprocess(side, argv) for side in args.sides.split(",")}
     load1 = os.getloadavg()[0]
     n_tokens = cfg.max_text_seq_length + args.t * (args.h // cfg.patch_size) * (args.w // cfg.patch_size)
     print(f"\nCogVideoX transformer forward: width {cfg.inner_dim} ({cfg.num_attention_heads}x"
