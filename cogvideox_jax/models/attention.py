@@ -42,21 +42,27 @@ def resolve_backend(backend: str, dtype) -> str:
     return "xla"
 
 
-def dot_product_attention(q, k, v, *, backend: str = "auto", splash_block: int = 512, interpret=None):
-    """Full (unmasked) attention of ``(B, L, H, D)`` q/k/v; returns ``(B, L, H, D)``."""
+def dot_product_attention(q, k, v, *, backend: str = "auto", splash_block: int = 512, interpret=None,
+                          kv_length: int | None = None):
+    """Full attention of ``(B, L, H, D)`` q/k/v; returns ``(B, L, H, D)``.
+
+    ``kv_length`` (static): only the first ``kv_length`` keys are attended to (the rest is padding,
+    e.g. added by sequence parallelism); default all.
+    """
     requested, backend = backend, resolve_backend(backend, q.dtype)
-    if backend == "xla":
-        if requested == "auto" and jax.devices()[0].platform == "cpu":
-            return per_head_attention(q, k, v)
-        return jax.nn.dot_product_attention(q, k, v, implementation="xla")
-    if backend == "cudnn":
-        return jax.nn.dot_product_attention(q, k, v, implementation="cudnn")
+    if kv_length is not None and kv_length >= k.shape[1]:
+        kv_length = None
+    if backend in ("xla", "cudnn"):
+        if backend == "xla" and requested == "auto" and jax.devices()[0].platform == "cpu":
+            return per_head_attention(q, k, v, kv_length=kv_length)
+        lengths = None if kv_length is None else jnp.full((q.shape[0],), kv_length, jnp.int32)
+        return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation=backend)
     if interpret is None:
         interpret = jax.devices()[0].platform != "tpu"
-    return splash_attention(q, k, v, block=splash_block, interpret=interpret)
+    return splash_attention(q, k, v, block=splash_block, interpret=interpret, kv_length=kv_length)
 
 
-def per_head_attention(q, k, v):
+def per_head_attention(q, k, v, kv_length: int | None = None):
     """softmax(q k^T / sqrt(D)) v of ``(B, L, H, D)`` inputs, one (batch, head) pair at a time."""
     b, length, h, d = q.shape
     to_heads = lambda x: jnp.swapaxes(x, 1, 2).reshape(b * h, x.shape[1], d)  # noqa: E731
@@ -65,6 +71,8 @@ def per_head_attention(q, k, v):
     def one_head(qkv):
         qh, kh, vh = qkv
         scores = jnp.dot(qh * scale, kh.T, preferred_element_type=jnp.float32)
+        if kv_length is not None:
+            scores = jnp.where(jnp.arange(scores.shape[-1]) < kv_length, scores, -jnp.inf)
         probs = jax.nn.softmax(scores, axis=-1).astype(vh.dtype)
         return jnp.dot(probs, vh, preferred_element_type=jnp.float32).astype(q.dtype)
 
@@ -72,7 +80,7 @@ def per_head_attention(q, k, v):
     return jnp.swapaxes(out.reshape(b, h, length, d), 1, 2)
 
 
-def splash_attention(q, k, v, *, block: int = 512, interpret: bool = False):
+def splash_attention(q, k, v, *, block: int = 512, interpret: bool = False, kv_length: int | None = None):
     """Pallas splash attention over ``(B, L, H, D)``; pads L to a multiple of the block size."""
     from jax.experimental.pallas.ops.tpu import splash_attention as sa
 
@@ -87,8 +95,9 @@ def splash_attention(q, k, v, *, block: int = 512, interpret: bool = False):
                           block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block)
     mask = sa.MultiHeadMask([sa.FullMask((padded, padded)) for _ in range(h)])
     kernel = sa.make_splash_mha(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
-    seg = (jnp.arange(padded) < length).astype(jnp.int32)
-    segment_ids = sa.SegmentIds(q=seg, kv=seg)
+    seg_q = (jnp.arange(padded) < length).astype(jnp.int32)
+    seg_kv = (jnp.arange(padded) < (length if kv_length is None else kv_length)).astype(jnp.int32)
+    segment_ids = sa.SegmentIds(q=seg_q, kv=seg_kv)
     out = jax.vmap(functools.partial(kernel, segment_ids=segment_ids))(qh, kh, vh)
     return jnp.swapaxes(out[:, :, :length], 1, 2)
 

@@ -34,11 +34,12 @@ def _dividing_axes(mesh: Mesh, axes, size: int):
     return tuple(kept) if kept else None
 
 
-def _local_attention(q, k, v, key_valid):
-    """Plain softmax attention in float32 with a key mask. q (B,Lq,H,D), k/v (B,Lk,H,D), key_valid (Lk,)."""
+def _local_attention(q, k, v, kv_length: int):
+    """Reference softmax attention in float32 over the first ``kv_length`` keys (materialises the scores;
+    the model passes its fused backend instead). q (B,Lq,H,D), k/v (B,Lk,H,D)."""
     scale = 1.0 / math.sqrt(q.shape[-1])
     s = jnp.einsum("bqhd,bkhd->bhqk", q.astype(jnp.float32) * scale, k.astype(jnp.float32))
-    s = jnp.where(key_valid[None, None, None, :], s, -jnp.inf)
+    s = jnp.where((jnp.arange(k.shape[1]) < kv_length)[None, None, None, :], s, -jnp.inf)
     p = jax.nn.softmax(s, axis=-1)
     return jnp.einsum("bhqk,bkhd->bqhd", p, v.astype(jnp.float32)).astype(q.dtype)
 
@@ -56,8 +57,9 @@ def sequence_parallel_attention(q, k, v, mesh: Mesh, *, scheme: str = "ulysses",
     Args:
       q, k, v: ``(B, L, H, D)`` (global arrays; any sharding - they are resharded as needed).
       scheme: ``"ulysses"`` or ``"ring"``.
-      local_attention: ``f(q, k, v, key_valid) -> out`` used by Ulysses for the local attention
-        (default: float32 softmax attention); lets a fused kernel be plugged in.
+      local_attention: ``f(q, k, v, kv_length) -> out`` used by Ulysses for the local attention over the
+        whole (padded) sequence, attending to the first ``kv_length`` keys (a static int). Default: a
+        float32 reference that materialises the scores; the model passes its fused backend.
     """
     degree = mesh.shape.get(SEQUENCE_AXIS, 1)
     batch, length, heads, _ = q.shape
@@ -82,8 +84,7 @@ def sequence_parallel_attention(q, k, v, mesh: Mesh, *, scheme: str = "ulysses",
             a2a = functools.partial(jax.lax.all_to_all, axis_name=SEQUENCE_AXIS, split_axis=2, concat_axis=1,
                                     tiled=True)
             qg, kg, vg = a2a(ql), a2a(kl), a2a(vl)
-            key_valid = jnp.arange(padded) < length
-            out = local_attention(qg, kg, vg, key_valid)
+            out = local_attention(qg, kg, vg, length)
             return jax.lax.all_to_all(out, SEQUENCE_AXIS, split_axis=1, concat_axis=2, tiled=True)
     else:
         def body(ql, kl, vl):

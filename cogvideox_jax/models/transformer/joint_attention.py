@@ -48,7 +48,11 @@ class JointAttention(nn.Module):
         if self.sequence_parallel is not None and self.mesh is not None and self.mesh.shape.get("sequence", 1) > 1:
             from cogvideox_jax.parallel.sequence_parallel_attention import sequence_parallel_attention
 
-            out = sequence_parallel_attention(q, k, v, self.mesh, scheme=self.sequence_parallel)
+            def local(q, k, v, kv_length):  # Ulysses: the fused backend on the gathered sequence
+                return dot_product_attention(q, k, v, backend=self.backend, kv_length=kv_length)
+
+            out = sequence_parallel_attention(q, k, v, self.mesh, scheme=self.sequence_parallel,
+                                              local_attention=local)
         else:
             out = dot_product_attention(q, k, v, backend=self.backend)
         out = self._dense(x.shape[-1], "to_out", ("heads", "embed"))(out.reshape(b, s, inner))
