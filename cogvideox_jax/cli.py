@@ -19,6 +19,7 @@ PARSER_COMMANDS = {
     "sample": "cogvideox_jax.pipeline.cli_commands",
     "info": "cogvideox_jax.pipeline.cli_commands",
     "train": "cogvideox_jax.train.cli_train",
+    "aot": "cogvideox_jax.parallel.tpu_aot",
 }
 # grouped sub-commands whose modules have main(argv): group -> {name: (module, help)}
 ARGV_COMMANDS = {

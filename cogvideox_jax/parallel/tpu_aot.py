@@ -203,9 +203,11 @@ def _splash(q, k, v, seg_q, seg_kv, block: int = 512):
     return jnp.swapaxes(out, 1, 2)
 
 
-def splash_local_attention(q, k, v, key_valid, block: int = 512):
-    """Drop-in ``local_attention(q, k, v, key_valid)`` for Ulysses: splash with the padded keys masked."""
+def splash_local_attention(q, k, v, kv_length: int, block: int = 512):
+    """Drop-in ``local_attention(q, k, v, kv_length)`` for Ulysses: the real (Mosaic) splash kernel with the
+    padded keys masked (forced here: on a CPU host the model's own backend would pick interpret mode)."""
     length = q.shape[1]
+    key_valid = jnp.arange(length) < kv_length
     block = min(block, -(-length // 128) * 128)
     pad = (-length) % block
     padf = lambda x: jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0)))  # noqa: E731
@@ -250,7 +252,7 @@ def attention_overrides(mesh: Mesh, mode: str = "splash-sharded"):
         return orig_dpa(q, k, v, backend=backend, **kw)
 
     def sp_attn(q, k, v, mesh_, *, scheme="ulysses", local_attention=None):
-        return orig_spa(q, k, v, mesh_, scheme=scheme, local_attention=local_attention or splash_local_attention)
+        return orig_spa(q, k, v, mesh_, scheme=scheme, local_attention=splash_local_attention)
 
     ja.dot_product_attention = dpa
     if mode == "splash-sharded":
