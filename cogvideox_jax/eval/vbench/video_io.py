@@ -1,13 +1,16 @@
-"""Decode a video file into uint8 RGB frames and its frame rate (imageio-ffmpeg; no torch).
+"""Decoded videos for VBench scoring: uint8 RGB frames plus the frame rate.
 
-VBench decodes with decord (most dimensions) and OpenCV (dynamic degree). Both go through FFmpeg;
-pixel values of the same H.264 stream agree up to the decoder's colour conversion.
+A thin view over the project's mp4 I/O (``cogvideox_jax.data.video_io`` / ``video_decode``,
+imageio-ffmpeg, no torch). VBench decodes with decord (most dimensions) and OpenCV (dynamic degree);
+all go through FFmpeg, so pixel values of the same H.264 stream agree up to the colour conversion.
 """
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
+
+from cogvideox_jax.data import video_io
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,26 +20,11 @@ class DecodedVideo:
 
 
 def read_video(path: str) -> DecodedVideo:
-    import imageio.v2 as imageio
+    from cogvideox_jax.data.video_decode import probe_video
 
-    reader = imageio.get_reader(path, format="FFMPEG")
-    try:
-        fps = float(reader.get_meta_data().get("fps", 8.0))
-        frames = [np.asarray(f, dtype=np.uint8)[..., :3] for f in reader]
-    finally:
-        reader.close()
-    if not frames:
-        raise ValueError(f"{path}: no frames decoded")
-    return DecodedVideo(np.stack(frames), fps)
+    return DecodedVideo(video_io.read_video_uint8(path), probe_video(path).fps)
 
 
 def write_video(path: str, frames: np.ndarray, fps: float) -> None:
-    """Write uint8 (T, H, W, 3) frames as H.264 mp4 (used by tests and the generator)."""
-    import imageio.v2 as imageio
-
-    writer = imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=1)
-    try:
-        for frame in frames:
-            writer.append_data(np.asarray(frame, dtype=np.uint8))
-    finally:
-        writer.close()
+    """Write uint8 (T, H, W, 3) frames as an H.264 mp4 (used by tests and the generator)."""
+    video_io.write_video(path, frames, fps=fps)
