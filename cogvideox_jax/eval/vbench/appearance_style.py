@@ -13,7 +13,7 @@ import numpy as np
 
 from cogvideox_jax.eval.vbench.aggregation import aggregate
 from cogvideox_jax.eval.vbench.backends.interfaces import ImageTextSimilarity
-from cogvideox_jax.eval.vbench.discovery import PromptVideos
+from cogvideox_jax.eval.vbench.discovery import PromptVideos, map_videos
 from cogvideox_jax.eval.vbench.video_io import DecodedVideo, read_video
 
 
@@ -41,9 +41,6 @@ def evaluate_appearance_style(
     similarity: ImageTextSimilarity,
     load: Callable[[str], DecodedVideo] = read_video,
 ) -> tuple[float, list[dict]]:
-    results = []
-    for pv in prompt_videos:
-        for path in pv.video_paths:
-            frames = load(path).frames
-            results.append(score_video(path, similarity.similarities(frames, pv.entry.aux)))
+    results = map_videos(prompt_videos, load, lambda path, style, frames:
+                         score_video(path, similarity.similarities(frames, style)))
     return aggregate("appearance_style", results), results

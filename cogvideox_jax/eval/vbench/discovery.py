@@ -74,3 +74,9 @@ def missing_names(found: Iterable[PromptVideos]) -> list[str]:
 
 def num_videos(found: Iterable[PromptVideos]) -> int:
     return sum(len(pv.video_paths) for pv in found)
+
+
+def map_videos(prompt_videos, load, score_one) -> list[dict]:
+    """``score_one(path, aux, frames)`` for every video of every prompt, in order (the loop every
+    dimension shares; ``aux`` is the prompt's auxiliary info: scene, object pair, style...)."""
+    return [score_one(path, pv.entry.aux, load(path).frames) for pv in prompt_videos for path in pv.video_paths]

@@ -37,3 +37,8 @@ def dynamic_degree_interval(fps: float) -> int:
 def dynamic_degree_frame_indices(vlen: int, fps: float) -> list[int]:
     """Every ``dynamic_degree_interval(fps)``-th frame starting at 0."""
     return list(range(0, vlen, dynamic_degree_interval(fps)))
+
+
+def middle_frames(frames):
+    """VBench's 16 middle frames of a decoded clip."""
+    return frames[middle_frame_indices(NUM_MIDDLE_FRAMES, len(frames))]

@@ -13,8 +13,8 @@ import numpy as np
 
 from cogvideox_jax.eval.vbench.aggregation import aggregate
 from cogvideox_jax.eval.vbench.backends.interfaces import ActionClassifier
-from cogvideox_jax.eval.vbench.discovery import PromptVideos
-from cogvideox_jax.eval.vbench.frame_sampling import NUM_MIDDLE_FRAMES, middle_frame_indices
+from cogvideox_jax.eval.vbench.discovery import PromptVideos, map_videos
+from cogvideox_jax.eval.vbench.frame_sampling import middle_frames
 from cogvideox_jax.eval.vbench.prompt_suites import load_kinetics400_categories
 from cogvideox_jax.eval.vbench.video_io import DecodedVideo, read_video
 
@@ -53,10 +53,6 @@ def evaluate_human_action(
     load: Callable[[str], DecodedVideo] = read_video,
 ) -> tuple[float, list[dict]]:
     categories = load_kinetics400_categories()
-    results = []
-    for pv in prompt_videos:
-        for path in pv.video_paths:
-            frames = load(path).frames
-            frames = frames[middle_frame_indices(NUM_MIDDLE_FRAMES, len(frames))]
-            results.append(score_video(path, classifier.probabilities(frames), categories))
+    results = map_videos(prompt_videos, load, lambda path, _aux, frames:
+                         score_video(path, classifier.probabilities(middle_frames(frames)), categories))
     return aggregate("human_action", results), results

@@ -10,8 +10,8 @@ from typing import Callable, Sequence
 
 from cogvideox_jax.eval.vbench.aggregation import aggregate
 from cogvideox_jax.eval.vbench.backends.interfaces import Captioner
-from cogvideox_jax.eval.vbench.discovery import PromptVideos
-from cogvideox_jax.eval.vbench.frame_sampling import NUM_MIDDLE_FRAMES, middle_frame_indices
+from cogvideox_jax.eval.vbench.discovery import PromptVideos, map_videos
+from cogvideox_jax.eval.vbench.frame_sampling import middle_frames
 from cogvideox_jax.eval.vbench.video_io import DecodedVideo, read_video
 
 
@@ -40,10 +40,6 @@ def evaluate_scene(
     captioner: Captioner,
     load: Callable[[str], DecodedVideo] = read_video,
 ) -> tuple[float, list[dict]]:
-    results = []
-    for pv in prompt_videos:
-        for path in pv.video_paths:
-            frames = load(path).frames
-            frames = frames[middle_frame_indices(NUM_MIDDLE_FRAMES, len(frames))]
-            results.append(score_video(path, pv.entry.aux, captioner.captions(frames)))
+    results = map_videos(prompt_videos, load, lambda path, scene, frames:
+                         score_video(path, scene, captioner.captions(middle_frames(frames))))
     return aggregate("scene", results), results
