@@ -32,7 +32,7 @@ import functools
 import math
 import os
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
