@@ -63,8 +63,8 @@ class CogVideoXPipeline:
         return self.transformer_config.in_channels == 2 * self.vae_config.latent_channels
 
     def default_size(self):
-        c = self.transformer_config
-        return c.sample_frames, c.sample_height * 8, c.sample_width * 8
+        c, s = self.transformer_config, self.vae_config.spatial_compression
+        return c.sample_frames, c.sample_height * s, c.sample_width * s
 
     # ----------------------------------------------------------------------------- text
     def encode_prompt(self, prompts: Sequence[str]):
