@@ -21,6 +21,11 @@ PARSER_COMMANDS = {
     "train": "cogvideox_jax.train.cli_train",
     "aot": "cogvideox_jax.parallel.tpu_aot",
 }
+# top-level sub-commands whose modules have main(argv): name -> (module, help)
+TOP_ARGV_COMMANDS = {
+    "train-shapes": ("cogvideox_jax.train.shapes_recipe",
+                     "train the embedded default model end to end (shapes data, T5, VAE, transformer)"),
+}
 # grouped sub-commands whose modules have main(argv): group -> {name: (module, help)}
 ARGV_COMMANDS = {
     "make-dataset": {
@@ -47,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
             mod.add_parsers(sub)
         else:
             mod.add_parser(sub)
+    for name, (module, help_text) in TOP_ARGV_COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("argv", nargs=argparse.REMAINDER)
+        p.set_defaults(run=_argv_runner(module))
     for group, commands in ARGV_COMMANDS.items():
         gp = sub.add_parser(group, help=f"{group}: " + ", ".join(commands))
         gsub = gp.add_subparsers(dest="subcommand", required=True)
@@ -66,7 +75,9 @@ def _argv_runner(module: str):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # grouped commands own their argparse: hand them the rest of the command line untouched
+    # argv commands own their argparse: hand them the rest of the command line untouched
+    if argv and argv[0] in TOP_ARGV_COMMANDS:
+        return int(importlib.import_module(TOP_ARGV_COMMANDS[argv[0]][0]).main(argv[1:]) or 0)
     if len(argv) >= 2 and argv[0] in ARGV_COMMANDS and argv[1] in ARGV_COMMANDS[argv[0]]:
         return int(importlib.import_module(ARGV_COMMANDS[argv[0]][argv[1]][0]).main(argv[2:]) or 0)
     args = build_parser().parse_args(argv)

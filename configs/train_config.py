@@ -102,7 +102,8 @@ def _cast(value: str, typ):
             return None
         return _cast(value, args[0])
     if origin is tuple:
-        return tuple(v for v in value.split(",") if v)
+        elem = typing.get_args(typ)[0] if typing.get_args(typ) else str
+        return tuple(_cast(v, elem) for v in value.split(",") if v)
     return value
 
 

@@ -79,6 +79,15 @@ def test_text_dropout_zeroes_whole_rows_at_rate():
     assert drop_text(jax.random.PRNGKey(0), emb, 0.0) is emb
 
 
+def test_text_dropout_uses_the_null_embedding_when_given():
+    emb = jnp.ones((500, 3, 4))
+    null = jnp.full((3, 4), -2.0)
+    out = np.asarray(drop_text(jax.random.PRNGKey(1), emb, 0.2, null))
+    dropped = (out == -2.0).all(axis=(1, 2))
+    assert (dropped | (out == 1).all(axis=(1, 2))).all()
+    assert 0.14 < dropped.mean() < 0.26
+
+
 def test_adamw_matches_torch_adamw_with_clipping():
     import torch
 

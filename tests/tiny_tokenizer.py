@@ -15,9 +15,6 @@ Usage::
 """
 from __future__ import annotations
 
-import io
-import os
-
 _ADJECTIVES = ["red", "blue", "green", "yellow", "white", "black", "small", "large", "old", "young", "bright",
                "dark", "quiet", "happy", "tiny", "golden", "wooden", "shiny", "purple", "orange"]
 _NOUNS = ["ball", "cube", "cat", "dog", "tree", "car", "bird", "boat", "man", "girl", "horse", "flower",
@@ -44,34 +41,6 @@ def _sentences(n: int = 400) -> list[str]:
 
 def make_t5_tokenizer(out_dir, vocab_size: int = 128, extra_ids: int = 0) -> str:
     """Train and save the tiny tokenizer into ``out_dir``; returns ``str(out_dir)``."""
-    import sentencepiece as spm
-    from transformers import T5Tokenizer
+    from cogvideox_jax.models.t5.tokenizer_training import train_t5_tokenizer
 
-    out_dir = str(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    model = io.BytesIO()  # in-memory corpus and model: no file paths recorded in the proto
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_sentences()),
-        model_writer=model,
-        model_type="unigram",
-        vocab_size=vocab_size,
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        pad_piece="<pad>",
-        eos_piece="</s>",
-        unk_piece="<unk>",
-        normalization_rule_name="identity",
-        character_coverage=1.0,
-        num_threads=1,
-        shuffle_input_sentence=False,
-        minloglevel=2,
-    )
-    with open(os.path.join(out_dir, "spiece.model"), "wb") as f:
-        f.write(model.getvalue())
-    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
-    vocab = [(sp.id_to_piece(i), float(sp.get_score(i))) for i in range(sp.get_piece_size())]
-    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=extra_ids, model_max_length=512)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
+    return train_t5_tokenizer(_sentences(), out_dir, vocab_size=vocab_size, extra_ids=extra_ids)

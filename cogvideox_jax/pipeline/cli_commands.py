@@ -28,8 +28,9 @@ def add_parsers(sub) -> None:
     p.set_defaults(run=run_export)
 
     p = sub.add_parser("sample", help="generate a video from a prompt (and an image for I2V models)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a cogvideox-jax checkpoint (from `convert`)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="a cogvideox-jax checkpoint (from `convert`); default: the packaged "
+                                          "shapes model (cogvideox_jax/default_model/shapes)")
     src.add_argument("--diffusers", help="a diffusers CogVideoX pipeline folder")
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative-prompt", default="")
@@ -37,8 +38,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--frames", type=int, help="number of frames (1.0: 8N+1, 1.5: 16N+1); default: the model's")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--guidance", type=float, default=6.0)
+    p.add_argument("--steps", type=int, help="denoising steps (default: the checkpoint's sampling.json, else 50)")
+    p.add_argument("--guidance", type=float, help="CFG scale (default: the checkpoint's sampling.json, else 6)")
     p.add_argument("--dynamic-cfg", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--latents", help="initial noise .npy in (B, t, h, w, C) layout")
@@ -131,12 +132,17 @@ def run_sample(args) -> int:
 
     from cogvideox_jax.pipeline import CogVideoXPipeline
 
-    path = args.checkpoint or args.diffusers
+    from cogvideox_jax.pipeline.default_model import default_checkpoint, sampling_defaults
+
+    path = args.checkpoint or args.diffusers or default_checkpoint()
+    defaults = sampling_defaults(path)
+    steps = args.steps if args.steps is not None else defaults.get("steps", 50)
+    guidance = args.guidance if args.guidance is not None else defaults.get("guidance_scale", 6.0)
     pipe = CogVideoXPipeline.from_pretrained(path, dtype=_dtype(args.dtype), mesh=args.mesh,
                                              sequence_parallel=args.sequence_parallel)
     latents = np.load(args.latents) if args.latents else None
     video = pipe(args.prompt, negative_prompt=args.negative_prompt, image=args.image, num_frames=args.frames,
-                 height=args.height, width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                 height=args.height, width=args.width, num_inference_steps=steps, guidance_scale=guidance,
                  use_dynamic_cfg=args.dynamic_cfg, seed=args.seed, latents=latents)
     save_video(args.out, video[0], args.fps)
     print(f"wrote {args.out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]})")

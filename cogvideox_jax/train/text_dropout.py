@@ -1,6 +1,8 @@
-"""Caption dropout: with probability p a sample's text embedding is replaced by zeros (SAT, 10%).
+"""Caption dropout for classifier-free guidance: with probability p a sample's text embedding is
+replaced by the "null" embedding — zeros (SAT, 10 %) or, given ``null``, the encoded empty prompt
+(what the pipelines feed as the negative prompt, so training and guidance see the same unconditional input).
 
-(SAT zeroes the T5 output; diffusers' finetune/ scripts use no dropout, p = 0.)
+(diffusers' finetune/ scripts use no dropout, p = 0.)
 """
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ import jax
 import jax.numpy as jnp
 
 
-def drop_text(key, text_emb, rate: float):
-    """Zero whole rows of ``text_emb`` (B, L, D) with probability ``rate``."""
+def drop_text(key, text_emb, rate: float, null=None):
+    """Replace whole rows of ``text_emb`` (B, L, D) with ``null`` (L, D) (default zeros) with probability ``rate``."""
     if rate <= 0.0:
         return text_emb
     keep = jax.random.bernoulli(key, 1.0 - rate, (text_emb.shape[0],))
-    return jnp.where(keep[:, None, None], text_emb, jnp.zeros_like(text_emb))
+    null = jnp.zeros_like(text_emb) if null is None else jnp.broadcast_to(jnp.asarray(null, text_emb.dtype),
+                                                                          text_emb.shape)
+    return jnp.where(keep[:, None, None], text_emb, null)

@@ -34,6 +34,7 @@ class StepOptions:
     grad_accum_steps: int = 1
     ema_decay: float = 0.0
     lora_scale: float | None = None       # set → state.params is a LoRA tree over state.frozen
+    null_text_emb: np.ndarray | None = None   # (L, D) dropped captions' embedding (default zeros)
 
 
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
@@ -57,7 +58,7 @@ def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: i
         k_t, k_n, k_d = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
         t = explicit_uniform_timesteps(k_t, bsz, num_data_shards, ac.shape[0], opts.explicit_uniform)
         noise = jax.random.normal(k_n, latents.shape, jnp.float32)
-        text = drop_text(k_d, text, opts.text_dropout)
+        text = drop_text(k_d, text, opts.text_dropout, opts.null_text_emb)
         a = ac[t]
 
         def loss_fn(trainable, mb):

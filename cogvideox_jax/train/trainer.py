@@ -156,10 +156,19 @@ class Trainer:
         opts = StepOptions(self.alphas_cumprod, text_dropout=cfg.text_dropout,
                            explicit_uniform=cfg.explicit_uniform_sampling,
                            grad_accum_steps=cfg.optimizer.grad_accum_steps, ema_decay=cfg.ema_decay,
-                           lora_scale=self.lora_scale)
+                           lora_scale=self.lora_scale, null_text_emb=self._null_text_emb())
         step_fn = make_train_step(self.spec.module, self.optimizer, self.schedule, opts, self.mesh,
                                   self.state_shardings)
         return _Stage(index, start, step_fn, data, (cfg.batch_size, *lat), (cfg.batch_size, *txt))
+
+    def _null_text_emb(self):
+        """Precomputed data may carry ``null_text_emb.npy`` (the encoded empty prompt): caption dropout
+        then uses it instead of zeros."""
+        d = self.cfg.data
+        path = os.path.join(d.path, "null_text_emb.npy")
+        if d.kind == "precomputed" and os.path.exists(path):
+            return np.load(path).astype(np.float32)
+        return None
 
     def _device_batch(self, batch: dict, shardings: dict, process_local: bool = False) -> dict:
         """Global numpy batch → sharded arrays (each device takes its rows); ``process_local``: the

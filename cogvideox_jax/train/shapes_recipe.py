@@ -1,0 +1,338 @@
+"""``cogvideox-jax train-shapes``: train the embedded default model end to end with the project's code.
+
+Stages (each writes one folder of ``--workdir`` and is skipped when that folder is complete, so an
+interrupted run resumes at the stage it was in; ``timings.json`` records each stage's wall time):
+
+1. ``dataset/``      the synthetic shapes clips (``make-dataset shapes``), train + held-out split;
+2. ``tokenizer/``    a sentencepiece T5 tokenizer trained on the training captions;
+3. ``text_encoder/`` a tiny T5 encoder, frozen at its random init (the transformer learns to read it);
+4. ``vae/``          a small CogVideoX 3D causal VAE (reconstruction + KL, ``train/vae_objective.py``);
+5. ``latents/``      posterior means × scaling factor and T5 embeddings of every training clip;
+6. ``transformer/``  the expert transformer on those latents (the project's ``Trainer``, v-loss);
+7. ``checkpoint/``   a cogvideox-jax pipeline checkpoint (what ``sample --checkpoint`` reads);
+8. ``eval/``         samples for the held-out prompts and their shapes-evaluator scores + VAE PSNR.
+
+``--install`` copies ``checkpoint/`` into the package as the default model of ``cogvideox-jax sample``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+
+STAGES = ("dataset", "tokenizer", "text_encoder", "vae", "latents", "transformer", "checkpoint", "eval")
+DONE = ".done"
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def _done(path: str) -> bool:
+    return os.path.exists(os.path.join(path, DONE))
+
+
+def _mark_done(path: str, info: dict | None = None) -> None:
+    with open(os.path.join(path, DONE), "w") as f:
+        json.dump(info or {}, f)
+
+
+def _fresh(path: str) -> str:
+    """Remove a partial stage folder and recreate it."""
+    if os.path.exists(path):
+        shutil.rmtree(path)
+    os.makedirs(path)
+    return path
+
+
+def _captions(split_root: str) -> list[str]:
+    with open(os.path.join(split_root, "prompts.txt"), encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def t5_config_json(cfg) -> dict:
+    d = dataclasses.asdict(cfg)
+    return {"architectures": ["T5EncoderModel"], "model_type": "t5", **d}
+
+
+# ------------------------------------------------------------------------------------------ stages
+def stage_dataset(recipe, out: str) -> dict:
+    from cogvideox_jax.data.shapes.make_dataset import ShapesConfig, make_dataset
+
+    d = recipe.dataset
+    summary = make_dataset(out, ShapesConfig(num_train=d.num_train, num_heldout=d.num_heldout,
+                                             num_frames=d.num_frames, height=d.size, width=d.size, seed=d.seed))
+    return {"counts": summary["counts"]}
+
+
+def stage_tokenizer(recipe, out: str, dataset: str) -> dict:
+    from cogvideox_jax.models.t5.prompt_encoding import load_tokenizer
+    from cogvideox_jax.models.t5.tokenizer_training import train_t5_tokenizer
+
+    train_t5_tokenizer(_captions(os.path.join(dataset, "train")), out, vocab_size=recipe.tokenizer.vocab_size,
+                       model_type=recipe.tokenizer.model_type)
+    n = len(load_tokenizer(out))
+    if n > recipe.t5.vocab_size:
+        raise ValueError(f"tokenizer has {n} ids > T5 vocab_size {recipe.t5.vocab_size}")
+    return {"tokens": n}
+
+
+def _load_t5(recipe, folder: str):
+    from cogvideox_jax.convert.params_checkpoint import restore_params
+    from cogvideox_jax.models.t5.t5_encoder import T5EncoderModel
+
+    return T5EncoderModel(recipe.t5), restore_params(os.path.join(folder, "params"))
+
+
+def stage_text_encoder(recipe, out: str) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import flax.linen as nn
+
+    from cogvideox_jax.convert.params_checkpoint import save_params
+    from cogvideox_jax.models.t5.t5_encoder import T5EncoderModel
+
+    t5 = T5EncoderModel(recipe.t5)
+    params = nn.unbox(t5.init(jax.random.PRNGKey(recipe.dataset.seed + 17), jnp.zeros((1, 4), jnp.int32))["params"])
+    save_params(os.path.join(out, "params"), jax.device_get(params))
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(t5_config_json(recipe.t5), f, indent=2, sort_keys=True)
+    return {"params": int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))}
+
+
+def stage_vae(recipe, out: str, dataset: str, progress: bool) -> dict:
+    from cogvideox_jax.eval.shapes.psnr import psnr
+    from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
+    from cogvideox_jax.train.vae_trainer import load_clips, reconstruct, save_vae, train_vae
+
+    vae = AutoencoderKLCogVideoX(recipe.vae)
+    clips = load_clips(os.path.join(dataset, "train"), progress=progress)
+    params, history = train_vae(vae, recipe.vae_train, clips, log_path=os.path.join(out, "log.jsonl"),
+                                progress=progress)
+    save_vae(out, recipe.vae, params)
+    held = load_clips(os.path.join(dataset, "heldout"), limit=recipe.vae_train.eval_clips, progress=False)
+    rec = reconstruct(vae, params, held)
+    value = psnr(rec, held)
+    print(f"VAE PSNR on {len(held)} held-out clips: {value:.2f} dB", flush=True)
+    return {"heldout_psnr": value, "final": history[-1] if history else {}}
+
+
+def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5_dir: str,
+                  progress: bool) -> dict:
+    import jax
+    from tqdm.auto import tqdm
+
+    from cogvideox_jax.convert.params_checkpoint import restore_params
+    from cogvideox_jax.models.t5.prompt_encoding import encode_text, load_tokenizer
+    from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
+    from cogvideox_jax.train.vae_trainer import load_clips
+
+    vae = AutoencoderKLCogVideoX(recipe.vae)
+    vparams = restore_params(os.path.join(vae_dir, "params"))
+    enc = jax.jit(lambda p, v: vae.apply({"params": p}, v, frame_batching="whole", method="encode").mean)
+    train = os.path.join(dataset, "train")
+    clips = load_clips(train, progress=progress)
+    means = []
+    for i in tqdm(range(0, len(clips), 16), desc="encode latents", disable=not progress):
+        means.append(np.asarray(enc(vparams, clips[i:i + 16].astype(np.float32) / 127.5 - 1.0)))
+    means = np.concatenate(means)
+    scaling = float(1.0 / means.std())
+    np.save(os.path.join(out, "latents.npy"), (means * scaling).astype(np.float32))
+    tok = load_tokenizer(tok_dir)
+    t5, tparams = _load_t5(recipe, t5_dir)
+    L = recipe.transformer.max_text_seq_length
+    caps = _captions(train)
+    emb = np.concatenate([np.asarray(encode_text(tok, t5, tparams, caps[i:i + 256], L))
+                          for i in range(0, len(caps), 256)])
+    np.save(os.path.join(out, "text_emb.npy"), emb.astype(np.float32))
+    np.save(os.path.join(out, "null_text_emb.npy"), np.asarray(encode_text(tok, t5, tparams, [""], L))[0])
+    with open(os.path.join(out, "scaling.json"), "w") as f:
+        json.dump({"scaling_factor": scaling}, f)
+    return {"scaling_factor": scaling, "latents": list(means.shape)}
+
+
+def stage_transformer(recipe, out: str, latents_dir: str) -> dict:
+    import jax.numpy as jnp
+
+    from cogvideox_jax.convert.params_checkpoint import save_params
+    from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
+    from cogvideox_jax.train.model_factory import spec_for_transformer
+    from cogvideox_jax.train.trainer import Trainer, host_tree
+
+    cfg = recipe.transformer_train
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, kind="precomputed", path=latents_dir))
+    module = CogVideoXTransformer3D(recipe.transformer, dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.dtype(cfg.param_dtype))
+    trainer = Trainer(cfg, os.path.join(out, "run"), model_spec=spec_for_transformer(module))
+    records = trainer.fit()
+    state = trainer.state
+    params = host_tree(state.ema if cfg.ema_decay > 0 else state.params)
+    trainer.close()
+    save_params(os.path.join(out, "params"), params)
+    last = records[-1] if records else {}
+    return {"steps": cfg.total_steps, "final_loss": last.get("loss"),
+            "ema": cfg.ema_decay > 0}
+
+
+def stage_checkpoint(recipe, out: str, p: dict) -> dict:
+    from configs.scheduler import SchedulerConfig
+    from cogvideox_jax.convert.params_checkpoint import restore_params
+    from cogvideox_jax.convert.pipeline_checkpoint import write_pipeline_checkpoint
+    from cogvideox_jax.train.vae_trainer import vae_config_json
+
+    with open(os.path.join(p["latents"], "scaling.json")) as f:
+        scaling = json.load(f)["scaling_factor"]
+    vae_cfg = dataclasses.replace(recipe.vae, scaling_factor=scaling)
+    configs = {"transformer": recipe.transformer.to_diffusers_config(), "vae": vae_config_json(vae_cfg),
+               "text_encoder": t5_config_json(recipe.t5)}
+    params = {"transformer": restore_params(os.path.join(p["transformer"], "params")),
+              "vae": restore_params(os.path.join(p["vae"], "params")),
+              "text_encoder": restore_params(os.path.join(p["text_encoder"], "params"))}
+    sched = SchedulerConfig(kind=recipe.sampling.scheduler, snr_shift_scale=recipe.transformer_train.snr_shift_scale)
+    write_pipeline_checkpoint(out, configs=configs, params=params, tokenizer_dir=p["tokenizer"],
+                              scheduler_config=sched.to_diffusers_config(), dtype="fp32", variant="shapes")
+    with open(os.path.join(out, "sampling.json"), "w") as f:
+        json.dump(dataclasses.asdict(recipe.sampling), f, indent=1)
+    size = sum(os.path.getsize(os.path.join(d, n)) for d, _, files in os.walk(out) for n in files)
+    return {"megabytes": round(size / 2 ** 20, 2)}
+
+
+def heldout_prompts(dataset: str, limit: int | None = None) -> list[dict]:
+    """Held-out records (caption + attributes), the prompts the evaluation samples."""
+    with open(os.path.join(dataset, "heldout", "metadata.jsonl"), encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return rows[:limit]
+
+
+def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: int, guidance: float,
+                   batch_size: int = 20, progress: bool = True) -> list[dict]:
+    """Sample every (prompt, seed) into ``out`` (mp4 + metadata.jsonl with the target attributes)."""
+    from tqdm.auto import tqdm
+
+    from cogvideox_jax.data.video_io import write_video
+    from cogvideox_jax.pipeline import CogVideoXPipeline
+
+    pipe = CogVideoXPipeline.from_pretrained(checkpoint)
+    os.makedirs(os.path.join(out, "videos"), exist_ok=True)
+    meta = []
+    bar = tqdm(total=len(rows) * len(seeds), desc="sample held-out prompts", unit="video", disable=not progress)
+    for seed in seeds:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            videos = pipe([r["caption"] for r in chunk], num_inference_steps=steps, guidance_scale=guidance,
+                          seed=seed * 100003 + start, progress=False)
+            for i, (r, v) in enumerate(zip(chunk, np.asarray(videos)), start):
+                rel = f"videos/{i:05d}_seed{seed}.mp4"
+                write_video(os.path.join(out, rel), v, fps=8.0)
+                meta.append({"video": rel, "caption": r["caption"], "seed": seed,
+                             **{k: r.get(k) for k in ("color", "shape", "direction", "size", "background")}})
+            bar.update(len(chunk))
+    bar.close()
+    with open(os.path.join(out, "metadata.jsonl"), "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(m) + "\n" for m in meta)
+    return meta
+
+
+def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
+    from cogvideox_jax.convert.params_checkpoint import restore_params
+    from cogvideox_jax.eval.shapes.evaluator import evaluate_folder
+    from cogvideox_jax.eval.shapes.psnr import psnr
+    from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
+    from cogvideox_jax.train.vae_trainer import load_clips, reconstruct
+
+    ev = recipe.evaluation
+    rows = heldout_prompts(p["dataset"], ev.num_prompts)
+    sample_prompts(p["checkpoint"], rows, ev.seeds, os.path.join(out, "samples"), recipe.sampling.steps,
+                   recipe.sampling.guidance_scale, progress=progress)
+    records, summary = evaluate_folder(os.path.join(out, "samples"))
+    _, gt_summary = evaluate_folder(os.path.join(p["dataset"], "heldout"))
+    held = load_clips(os.path.join(p["dataset"], "heldout"), progress=False)
+    vae = AutoencoderKLCogVideoX(recipe.vae)
+    rec = reconstruct(vae, restore_params(os.path.join(p["vae"], "params")), held)
+    result = {"samples": summary, "ground_truth_heldout": gt_summary,
+              "vae_psnr_heldout": psnr(rec, held), "num_prompts": len(rows), "seeds": list(ev.seeds)}
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(out, "records.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    return {"accuracy": summary["accuracy"], "temporal_consistency": summary["temporal_consistency"],
+            "vae_psnr_heldout": result["vae_psnr_heldout"]}
+
+
+# -------------------------------------------------------------------------------------------- main
+def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = True) -> dict:
+    os.makedirs(workdir, exist_ok=True)
+    tpath = os.path.join(workdir, "timings.json")
+    timings = json.load(open(tpath)) if os.path.exists(tpath) else {}
+    p = {s: os.path.join(workdir, s) for s in STAGES}
+    actions = {
+        "dataset": lambda: stage_dataset(recipe, p["dataset"]),
+        "tokenizer": lambda: stage_tokenizer(recipe, p["tokenizer"], p["dataset"]),
+        "text_encoder": lambda: stage_text_encoder(recipe, p["text_encoder"]),
+        "vae": lambda: stage_vae(recipe, p["vae"], p["dataset"], progress),
+        "latents": lambda: stage_latents(recipe, p["latents"], p["dataset"], p["vae"], p["tokenizer"],
+                                         p["text_encoder"], progress),
+        "transformer": lambda: stage_transformer(recipe, p["transformer"], p["latents"]),
+        "checkpoint": lambda: stage_checkpoint(recipe, p["checkpoint"], p),
+        "eval": lambda: stage_eval(recipe, p["eval"], p, progress),
+    }
+    for stage in STAGES:
+        if stage not in actions:
+            break
+        if _done(p[stage]):
+            print(f"[{stage}] done already ({timings.get(stage, {}).get('seconds', '?')} s)", flush=True)
+        else:
+            print(f"[{stage}] ...", flush=True)
+            t0 = time.time()
+            if stage != "dataset":
+                _fresh(p[stage])
+            elif os.path.exists(p[stage]):
+                shutil.rmtree(p[stage])
+            info = actions[stage]()
+            seconds = round(time.time() - t0, 1)
+            timings[stage] = {"seconds": seconds, **info}
+            _mark_done(p[stage], info)
+            with open(tpath, "w") as f:
+                json.dump(timings, f, indent=1)
+            print(f"[{stage}] {seconds} s {info}", flush=True)
+        if stage == stop_after:
+            break
+    timings["total_seconds"] = round(sum(v["seconds"] for k, v in timings.items() if isinstance(v, dict)), 1)
+    with open(tpath, "w") as f:
+        json.dump(timings, f, indent=1)
+    return timings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cogvideox-jax train-shapes",
+                                description="Train the embedded default model (shapes dataset, T5, VAE, "
+                                            "transformer) and optionally install it as the package default.")
+    p.add_argument("--workdir", required=True, help="folder for every stage's output (resumable)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe field, e.g. vae_train.lr=5e-4 or transformer_train.stages.0.steps=100")
+    p.add_argument("--stop-after", choices=STAGES, help="stop after this stage")
+    p.add_argument("--install", action="store_true", help="copy checkpoint/ into the package as the default model")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    from configs.shapes import get_config
+    from configs.train_config import apply_overrides
+
+    args = build_parser().parse_args(argv)
+    recipe = apply_overrides(get_config(), args.set)
+    timings = run(recipe, args.workdir, args.stop_after, progress=not args.no_progress)
+    print(json.dumps(timings, indent=1))
+    if args.install:
+        from cogvideox_jax.pipeline.default_model import install_default_model
+
+        print(f"installed the default model into {install_default_model(os.path.join(args.workdir, 'checkpoint'))}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

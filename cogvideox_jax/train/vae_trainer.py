@@ -1,0 +1,155 @@
+"""Train a CogVideoX 3D causal VAE from a video folder (the ``train-shapes`` recipe's VAE stage).
+
+Clips are decoded once into host memory (uint8) and batches are random ``(frames, size, size)`` crops
+— deterministic in ``(seed, step)``. The step is ``jax.jit``-ed with the batch sharded over the
+mesh's ``(data, fsdp)`` axes and the params placed by their logical names. Training runs in
+phases (e.g. many cheap small crops, then a few full-size clips so GroupNorm sees whole frames),
+one AdamW with warmup + cosine over all phases.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from cogvideox_jax.parallel.logical_axes import LOGICAL_AXIS_RULES
+from cogvideox_jax.parallel.mesh import make_mesh
+from cogvideox_jax.parallel.param_sharding import param_shardings
+from cogvideox_jax.train.vae_objective import VAELossWeights, make_vae_train_step
+
+
+def load_clips(data_root: str, limit: int | None = None, progress: bool = True) -> np.ndarray:
+    """All clips of a folder dataset (prompts.txt/videos.txt) as uint8 ``(N, T, H, W, 3)`` (equal shapes)."""
+    from tqdm.auto import tqdm
+
+    from cogvideox_jax.data.folder_dataset import read_folder
+    from cogvideox_jax.data.video_io import read_video_uint8
+
+    records = read_folder(data_root)[:limit]
+    clips = [read_video_uint8(r.video) for r in tqdm(records, desc=f"decode {os.path.basename(data_root)}",
+                                                     unit="clip", disable=not progress)]
+    shapes = {c.shape for c in clips}
+    if len(shapes) != 1:
+        raise ValueError(f"clips of {data_root!r} have different shapes: {sorted(shapes)[:4]}")
+    return np.stack(clips)
+
+
+def random_crops(clips: np.ndarray, rng: np.random.Generator, batch: int, frames: int, size: int) -> np.ndarray:
+    """``batch`` random (frames, size, size) crops in [-1, 1] float32 (whole clips when sizes match)."""
+    n, t, h, w, _ = clips.shape
+    if (frames - 1) % 8:
+        raise ValueError(f"crop frames must be 1 + 8k (an odd number of latent frames), got {frames}")
+    if frames > t or size > min(h, w):
+        raise ValueError(f"crop ({frames}, {size}, {size}) larger than the clips {clips.shape[1:4]}")
+    idx = rng.integers(0, n, batch)
+    t0 = rng.integers(0, t - frames + 1, batch)
+    y0 = rng.integers(0, h - size + 1, batch)
+    x0 = rng.integers(0, w - size + 1, batch)
+    out = np.stack([clips[i, a:a + frames, y:y + size, x:x + size] for i, a, y, x in zip(idx, t0, y0, x0)])
+    return out.astype(np.float32) / 127.5 - 1.0
+
+
+def _schedule(cfg) -> optax.Schedule:
+    return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1),
+                                              end_value=cfg.lr * cfg.final_lr_ratio)
+
+
+def reconstruct(vae, params, clips: np.ndarray, batch_size: int = 4, frame_batching: str = "whole") -> np.ndarray:
+    """Encode (posterior mode) and decode uint8 clips; returns uint8 reconstructions."""
+    fn = jax.jit(lambda p, v: vae.apply({"params": p}, vae.apply({"params": p}, v, frame_batching=frame_batching,
+                                                                   method="encode").mode(),
+                                        frame_batching=frame_batching, method="decode"))
+    out = []
+    for i in range(0, len(clips), batch_size):
+        v = clips[i:i + batch_size].astype(np.float32) / 127.5 - 1.0
+        y = np.asarray(fn(params, v))
+        out.append(np.clip(np.round((y + 1.0) * 127.5), 0, 255).astype(np.uint8))
+    return np.concatenate(out)
+
+
+def train_vae(vae, cfg, train_clips: np.ndarray, *, mesh: str = "data=-1", log_path: str | None = None,
+              progress: bool = True):
+    """Train ``vae`` (a Linen ``AutoencoderKLCogVideoX``) with ``cfg`` (``configs.shapes.VAETrainConfig``)
+    on ``mesh`` (built over the largest number of local devices that divides every phase's batch).
+
+    Returns ``(params, history)`` with host (numpy) params and the logged metric records.
+    """
+    from tqdm.auto import tqdm
+
+    # the largest device count dividing every phase's batch (single-process; e.g. batch 2 on 8 devices -> 2)
+    n_dev = math.gcd(jax.device_count(), *(p.batch_size for p in cfg.phases))
+    mesh = make_mesh(mesh, devices=jax.devices()[:n_dev])
+    key = jax.random.PRNGKey(cfg.seed)
+    first = cfg.phases[0]
+    probe = jnp.zeros((1, first.frames, first.size, first.size, 3), jnp.float32)
+    boxed = jax.eval_shape(lambda k: vae.init(k, probe, frame_batching="whole"), key)["params"]
+    p_sh = param_shardings(boxed, mesh)
+    with jax.set_mesh(mesh):
+        params = jax.jit(lambda k: nn.unbox(vae.init(k, probe, frame_batching="whole")["params"]),
+                         out_shardings=p_sh)(key)
+    schedule = _schedule(cfg)
+    optimizer = optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                            optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=0.0))
+    opt_state = optimizer.init(params)
+    weights = VAELossWeights(cfg.l1_weight, cfg.mse_weight, cfg.kl_weight)
+    raw_step = make_vae_train_step(vae, optimizer, weights)
+
+    def step(p, s, v, k):
+        with nn.logical_axis_rules(LOGICAL_AXIS_RULES):
+            return raw_step(p, s, v, k)
+
+    batch_sh = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
+    jitted = jax.jit(step, donate_argnums=(0, 1))
+    history = []
+    log = open(log_path, "a", encoding="utf-8") if log_path else None
+    bar = tqdm(total=cfg.steps, desc="vae", unit="step", disable=not progress)
+    global_step, t_last = 0, time.time()
+    for pi, phase in enumerate(cfg.phases):
+        for _ in range(phase.steps):
+            rng = np.random.default_rng([cfg.seed, global_step])
+            host = random_crops(train_clips, rng, phase.batch_size, phase.frames, phase.size)
+            video = jax.make_array_from_callback(host.shape, batch_sh, lambda idx, a=host: a[idx])
+            with jax.set_mesh(mesh):
+                params, opt_state, metrics = jitted(params, opt_state, video,
+                                                    jax.random.fold_in(key, global_step))
+            global_step += 1
+            bar.update(1)
+            if global_step % cfg.log_every == 0 or global_step == cfg.steps:
+                rec = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                now = time.time()
+                rec.update(step=global_step, phase=pi, lr=float(schedule(global_step - 1)),
+                           step_time=(now - t_last) / cfg.log_every)
+                t_last = now
+                history.append(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.4f}", psnr=f"{rec['psnr']:.1f}")
+                if log:
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+    bar.close()
+    if log:
+        log.close()
+    return jax.device_get(params), history
+
+
+def save_vae(out_dir: str, vae_config, params) -> None:
+    """``out_dir/config.json`` (diffusers-style) + ``out_dir/params`` (orbax)."""
+    from cogvideox_jax.convert.params_checkpoint import save_params
+
+    os.makedirs(out_dir, exist_ok=True)
+    save_params(os.path.join(out_dir, "params"), params)
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(vae_config_json(vae_config), f, indent=2, sort_keys=True)
+
+
+def vae_config_json(vae_config) -> dict:
+    d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(vae_config).items()}
+    return {"_class_name": "AutoencoderKLCogVideoX", **d}

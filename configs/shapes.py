@@ -1,0 +1,125 @@
+"""The embedded default model: a small CogVideoX trained on the synthetic shapes dataset.
+
+One frozen dataclass per part of the recipe (``cogvideox-jax train-shapes``); every field can be
+overridden from the command line with ``--set part.field=value`` (e.g. ``--set vae_train.steps=200``).
+
+Sizes: 9-frame 64x64 clips -> latents (3, 8, 8, 16) (the real VAE's 4x time, 8x space compression);
+the transformer sees 3 x 4 x 4 = 48 video tokens + 24 text tokens.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from configs.t5 import T5Config
+from configs.train_config import CheckpointConfig, DataConfig, OptimizerConfig, StageConfig, TrainConfig
+from configs.transformer import TransformerConfig, get_preset
+from configs.vae import VAEConfig
+
+NUM_FRAMES, SIZE = 9, 64
+
+# A 2.6 M-parameter CogVideoX VAE: same block structure as the real one (4 blocks, two time
+# compressions, spatial norm decoder), narrower and one resnet per block.
+SHAPES_VAE = VAEConfig(block_out_channels=(16, 32, 64, 64), layers_per_block=1, latent_channels=16,
+                       norm_num_groups=8, sample_height=SIZE, sample_width=SIZE, scaling_factor=1.0)
+
+# A tiny T5 v1.1 encoder (kept frozen at its random init: see README "The embedded default model").
+SHAPES_T5 = T5Config(vocab_size=256, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+                     relative_attention_num_buckets=8, relative_attention_max_distance=32)
+
+# A 1.0-5B-style expert transformer (3D RoPE, expert adaLN), 4 layers x 192 wide: preset "shapes".
+SHAPES_TRANSFORMER = get_preset("shapes")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    num_train: int = 2000
+    num_heldout: int = 120
+    num_frames: int = NUM_FRAMES
+    size: int = SIZE
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    vocab_size: int = 200          # upper bound on pieces (T5 ids: pad 0, </s> 1, unk 2)
+    model_type: str = "word"       # one piece per caption word: captions fit in ~14 tokens
+
+
+@dataclass(frozen=True)
+class VAEPhase:
+    """``steps`` updates on random ``(frames, size, size)`` crops of the training clips."""
+    steps: int
+    batch_size: int
+    frames: int
+    size: int
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    # whole-mode decode gives back F frames only for F = 1 + 8k (an odd number of latent frames)
+    phases: tuple[VAEPhase, ...] = (VAEPhase(steps=900, batch_size=4, frames=NUM_FRAMES, size=32),
+                                    VAEPhase(steps=120, batch_size=2, frames=NUM_FRAMES, size=SIZE))
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    final_lr_ratio: float = 0.1     # cosine decay over all phases
+    l1_weight: float = 1.0
+    mse_weight: float = 1.0
+    kl_weight: float = 1e-4         # on the per-element mean KL
+    grad_clip: float = 1.0
+    seed: int = 0
+    eval_clips: int = 32            # held-out clips for the PSNR printed at the end
+    log_every: int = 20
+
+    @property
+    def steps(self) -> int:
+        return sum(p.steps for p in self.phases)
+
+
+def transformer_train_config() -> TrainConfig:
+    """The transformer stage: the project's ``Trainer`` on cached latents + T5 embeddings."""
+    return TrainConfig(
+        model="shapes", mesh="data=-1", batch_size=32, seed=0, snr_shift_scale=1.0,
+        explicit_uniform_sampling=False, text_dropout=0.1, text_len=SHAPES_TRANSFORMER.max_text_seq_length,
+        ema_decay=0.999,
+        optimizer=OptimizerConfig(lr=1e-3, warmup_steps=100, schedule="cosine", final_lr_ratio=0.05,
+                                  weight_decay=1e-4, grad_clip=1.0),
+        stages=(StageConfig(name="shapes", steps=3000, num_frames=NUM_FRAMES, height=SIZE, width=SIZE),),
+        checkpoint=CheckpointConfig(directory="checkpoints", every_steps=500, keep_last=1, keep_best=0),
+        data=DataConfig(kind="precomputed"),
+        log_every=50,
+    )
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    steps: int = 50
+    guidance_scale: float = 6.0
+    scheduler: str = "dpm"          # the 5B's CogVideoXDPMScheduler (v-prediction, zero terminal SNR)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    num_prompts: int | None = None  # held-out prompts sampled (None: all of them)
+    seeds: tuple[int, ...] = (0, 1)
+
+
+@dataclass(frozen=True)
+class ShapesRecipe:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    vae_train: VAETrainConfig = field(default_factory=VAETrainConfig)
+    transformer_train: TrainConfig = field(default_factory=transformer_train_config)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    vae: VAEConfig = SHAPES_VAE
+    t5: T5Config = SHAPES_T5
+    transformer: TransformerConfig = SHAPES_TRANSFORMER
+
+
+def get_config() -> ShapesRecipe:
+    return ShapesRecipe()
+
+
+def replace(cfg, **kw):
+    return dataclasses.replace(cfg, **kw)
