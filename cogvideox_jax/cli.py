@@ -19,6 +19,7 @@ PARSER_COMMANDS = {
     "sample": "cogvideox_jax.pipeline.cli_commands",
     "info": "cogvideox_jax.pipeline.cli_commands",
     "train": "cogvideox_jax.train.cli_train",
+    "precompute": "cogvideox_jax.train.cli_precompute",
     "aot": "cogvideox_jax.parallel.tpu_aot",
 }
 # top-level sub-commands whose modules have main(argv): name -> (module, help)

@@ -54,8 +54,10 @@ class CheckpointConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    kind: str = "synthetic"          # "synthetic" | "precomputed" (latents + text_emb) | "videos" (grain pipeline)
-    path: str = ""                   # precomputed: folder with latents.npy + text_emb.npy; videos: data root
+    kind: str = "synthetic"          # "synthetic" | "precomputed" (latents + text_emb .npy) | "latent_cache"
+                                     # (`cogvideox-jax precompute` ArrayRecord shards) | "videos" (grain pipeline)
+    path: str = ""                   # precomputed: folder with latents.npy + text_emb.npy; latent_cache: cache
+                                     # folder(s), comma-separated; videos: data root
     pretrained: str = ""             # videos: diffusers CogVideoX root (vae/, text_encoder/, tokenizer/)
     shuffle_seed: int = 0
     num_synthetic: int = 16          # synthetic: distinct examples cycled through

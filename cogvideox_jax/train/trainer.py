@@ -56,10 +56,14 @@ def default_data(cfg, stage_index: int, lat_shape, text_shape, batch_size: int):
         lat = np.load(os.path.join(d.path, "latents.npy"), mmap_mode="r")
         txt = np.load(os.path.join(d.path, "text_emb.npy"), mmap_mode="r")
         return ArrayLatentBatches(lat, txt, batch_size, seed=d.shuffle_seed + stage_index)
+    if d.kind == "latent_cache":
+        from cogvideox_jax.train.cli_precompute import latent_cache_data
+
+        return latent_cache_data(cfg, stage_index, batch_size)
     if d.kind == "videos":
         from cogvideox_jax.train.video_latents import video_data_factory
         return video_data_factory(cfg, stage_index, lat_shape, text_shape, batch_size)
-    raise ValueError(f"unknown data.kind={d.kind!r} (synthetic | precomputed | videos)")
+    raise ValueError(f"unknown data.kind={d.kind!r} (synthetic | precomputed | latent_cache | videos)")
 
 
 @dataclass

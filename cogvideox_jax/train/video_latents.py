@@ -18,8 +18,10 @@ import jax
 from cogvideox_jax.train.latent_batches import EncodedVideoBatches
 
 
-def frozen_encoders(pretrained_root: str, *, text_len: int = 226, vae_folder: str = "vae",
-                    text_folder: str = "text_encoder", tokenizer_folder: str = "tokenizer"):
+def frozen_posterior_encoders(pretrained_root: str, *, text_len: int = 226, vae_folder: str = "vae",
+                              text_folder: str = "text_encoder", tokenizer_folder: str = "tokenizer"):
+    """``(encode_posterior, encode_text, scaling_factor)``: ``encode_posterior(video) -> (mean, logvar)``
+    (unscaled, what ``cogvideox-jax precompute`` stores) and the T5 prompt encoder."""
     from cogvideox_jax.convert import load_diffusers
     from cogvideox_jax.convert.safetensors_io import read_config
     from cogvideox_jax.models.t5.prompt_encoding import encode_prompts_jit, load_tokenizer, tokenize_prompts
@@ -31,11 +33,21 @@ def frozen_encoders(pretrained_root: str, *, text_len: int = 226, vae_folder: st
     tok = load_tokenizer(os.path.join(pretrained_root, tokenizer_folder))
 
     @jax.jit
-    def encode_video(video):
-        return vae.apply({"params": vae_params}, video, method="encode").mode() * scaling
+    def encode_posterior(video):
+        post = vae.apply({"params": vae_params}, video, method="encode")
+        return post.mean, post.logvar
 
     def encode_text(prompts):
         return encode_prompts_jit(t5, t5_params, tokenize_prompts(tok, list(prompts), text_len))
+
+    return encode_posterior, encode_text, scaling
+
+
+def frozen_encoders(pretrained_root: str, *, text_len: int = 226, **folders):
+    enc_post, encode_text, scaling = frozen_posterior_encoders(pretrained_root, text_len=text_len, **folders)
+
+    def encode_video(video):
+        return enc_post(video)[0] * scaling
 
     return encode_video, encode_text
 
