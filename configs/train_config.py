@@ -74,6 +74,7 @@ class TrainConfig:
     num_timesteps: int = 1000
     explicit_uniform_sampling: bool = True
     text_dropout: float = 0.1        # SAT 10 % zero embeddings; finetune/ 0
+    image_dropout: float = 0.05      # I2V models: conditioning image zeroed (the reference's 5 %)
     text_len: int = 226
     ema_decay: float = 0.0           # 0 disables EMA
     param_dtype: str = "float32"

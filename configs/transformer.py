@@ -107,6 +107,10 @@ PRESETS = {
                                  out_channels=4, time_embed_dim=16, text_embed_dim=32, sample_height=4,
                                  sample_width=6, sample_frames=9, max_text_seq_length=8,
                                  use_rotary_positional_embeddings=True),
+    "tiny-5b-i2v": TransformerConfig(num_attention_heads=2, attention_head_dim=16, num_layers=2, in_channels=8,
+                                     out_channels=4, time_embed_dim=16, text_embed_dim=32, sample_height=4,
+                                     sample_width=6, sample_frames=9, max_text_seq_length=8,
+                                     use_rotary_positional_embeddings=True, use_learned_positional_embeddings=True),
     # the embedded default model (configs/shapes.py): 9x64x64 clips -> 3x8x8x16 latents, 24 text tokens
     "shapes": TransformerConfig(num_attention_heads=3, attention_head_dim=64, num_layers=4, in_channels=16,
                                 out_channels=16, time_embed_dim=128, text_embed_dim=64, sample_height=8,

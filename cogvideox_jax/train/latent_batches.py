@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
+import zlib
+
 import numpy as np
 
 
@@ -69,6 +71,33 @@ class SyntheticLatentBatches(ArrayLatentBatches):
         super().__init__(latents, text, batch_size, seed)
 
 
+class FirstLatentFrameImages:
+    """I2V batches from a latent-only source: ``image_latents`` = each clip's first latent frame.
+
+    The CogVideoX VAE is causal (the first latent frame sees only the first pixel frame), so this is
+    the conditioning image's latent up to GroupNorm statistics and without the reference's pixel-noise
+    augmentation (which needs pixels: the ``videos`` data path applies it). State passes through.
+    """
+
+    def __init__(self, source):
+        self.source = source
+        self.process_local = getattr(source, "process_local", False)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        b = dict(next(self.source))
+        b["image_latents"] = np.asarray(b["latents"])[:, :1]
+        return b
+
+    def get_state(self):
+        return self.source.get_state()
+
+    def set_state(self, state) -> None:
+        self.source.set_state(state)
+
+
 class EncodedVideoBatches:
     """Adapter: pixel batches → latent batches through frozen encoders (state passes through).
 
@@ -78,15 +107,29 @@ class EncodedVideoBatches:
 
     process_local = True  # batches are this process's slice of the global batch
 
-    def __init__(self, source, encode_video: Callable, encode_text: Callable):
+    provides_image_latents = False
+
+    def __init__(self, source, encode_video: Callable, encode_text: Callable, image_conditioned: bool = False,
+                 seed: int = 0):
         self.source, self.encode_video, self.encode_text = source, encode_video, encode_text
+        self.provides_image_latents = image_conditioned
+        self.seed = seed
 
     def __iter__(self):
         return self
 
     def __next__(self) -> dict:
+        state = self.source.get_state() if self.provides_image_latents else None
         b = next(self.source)
-        return {"latents": np.asarray(self.encode_video(b["video"])), "text_emb": np.asarray(self.encode_text(b["prompt"]))}
+        out = {"latents": np.asarray(self.encode_video(b["video"])), "text_emb": np.asarray(self.encode_text(b["prompt"]))}
+        if self.provides_image_latents:  # the reference's noised-image conditioning (pixel-space noise)
+            from cogvideox_jax.train.i2v_conditioning import first_frame_images, noise_images
+
+            images = np.asarray(b["image"])[:, None] if "image" in b else first_frame_images(b["video"])
+            # seeded by the source position: a resumed run draws the same image noise
+            rng = np.random.default_rng([self.seed, zlib.crc32(repr(state).encode())])
+            out["image_latents"] = np.asarray(self.encode_video(noise_images(rng, images)))
+        return out
 
     def get_state(self):
         return self.source.get_state()

@@ -28,6 +28,15 @@ class ModelSpec:
     inner_dim: int = 64
     ff_mult: int = 4
     time_embed_dim: int = 512
+    image_conditioned: bool = False   # I2V: the module takes concat(latents, image latents) = 2·C channels
+    ofs: float | None = None          # CogVideoX 1.5-I2V: the ofs embedding's input (2.0)
+
+    @property
+    def in_channels(self) -> int:
+        return 2 * self.latent_channels if self.image_conditioned else self.latent_channels
+
+    def call_kwargs(self) -> dict:
+        return {} if self.ofs is None else {"ofs": self.ofs}
 
 
 class StandInVideoModel(nn.Module):
@@ -130,20 +139,24 @@ def _build_transformer(name: str, dtype, param_dtype) -> ModelSpec:
 def spec_for_transformer(module) -> ModelSpec:
     """``ModelSpec`` of a ``CogVideoXTransformer3D`` (e.g. one returned by ``load_diffusers``)."""
     c = module.config
-    return ModelSpec(module, c.in_channels, c.text_embed_dim, c.patch_size, c.patch_size_t or 1, c.num_layers,
-                     c.inner_dim, 4, c.time_embed_dim)
+    latent = c.out_channels or c.in_channels
+    return ModelSpec(module, latent, c.text_embed_dim, c.patch_size, c.patch_size_t or 1, c.num_layers,
+                     c.inner_dim, 4, c.time_embed_dim, image_conditioned=c.in_channels == 2 * latent,
+                     ofs=2.0 if c.ofs_embed_dim else None)
+
+
+def _init_inputs(spec: ModelSpec, latent_shape, text_shape):
+    lat = jnp.zeros((*latent_shape[:-1], spec.in_channels), jnp.float32)
+    return lat, jnp.zeros(text_shape, jnp.float32), jnp.zeros((latent_shape[0],), jnp.int32)
 
 
 def abstract_boxed_params(spec: ModelSpec, latent_shape, text_shape):
-    """``jax.eval_shape`` of init (boxed, with logical names)."""
-    lat = jnp.zeros(latent_shape, jnp.float32)
-    txt = jnp.zeros(text_shape, jnp.float32)
-    ts = jnp.zeros((latent_shape[0],), jnp.int32)
-    return jax.eval_shape(lambda k: spec.module.init(k, lat, txt, ts), jax.random.PRNGKey(0))["params"]
+    """``jax.eval_shape`` of init (boxed, with logical names); ``latent_shape`` is the video latents'
+    (an I2V model's input has twice the channels)."""
+    args = _init_inputs(spec, latent_shape, text_shape)
+    return jax.eval_shape(lambda k: spec.module.init(k, *args, **spec.call_kwargs()), jax.random.PRNGKey(0))["params"]
 
 
 def init_params(spec: ModelSpec, key, latent_shape, text_shape):
-    lat = jnp.zeros(latent_shape, jnp.float32)
-    txt = jnp.zeros(text_shape, jnp.float32)
-    ts = jnp.zeros((latent_shape[0],), jnp.int32)
-    return nn.unbox(spec.module.init(key, lat, txt, ts)["params"])
+    args = _init_inputs(spec, latent_shape, text_shape)
+    return nn.unbox(spec.module.init(key, *args, **spec.call_kwargs())["params"])

@@ -21,6 +21,7 @@ from cogvideox_jax.parallel.logical_axes import LOGICAL_AXIS_RULES
 from cogvideox_jax.parallel.mesh import local_batch_divisor
 from cogvideox_jax.train.diffusion_loss import add_noise, v_prediction_loss
 from cogvideox_jax.train.ema import update_ema
+from cogvideox_jax.train.i2v_conditioning import drop_images, i2v_model_input
 from cogvideox_jax.train.text_dropout import drop_text
 from cogvideox_jax.train.timestep_sampling import explicit_uniform_timesteps
 from cogvideox_jax.train.train_state import TrainState, model_params
@@ -35,6 +36,8 @@ class StepOptions:
     ema_decay: float = 0.0
     lora_scale: float | None = None       # set → state.params is a LoRA tree over state.frozen
     null_text_emb: np.ndarray | None = None   # (L, D) dropped captions' embedding (default zeros)
+    image_dropout: float | None = None    # set → image-to-video: batches carry "image_latents" (B,1,h,w,C)
+    ofs: float | None = None              # CogVideoX 1.5-I2V's ofs embedding input (2.0)
 
 
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
@@ -60,17 +63,24 @@ def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: i
         noise = jax.random.normal(k_n, latents.shape, jnp.float32)
         text = drop_text(k_d, text, opts.text_dropout, opts.null_text_emb)
         a = ac[t]
+        i2v = opts.image_dropout is not None
+        kw = {} if opts.ofs is None else {"ofs": opts.ofs}
 
         def loss_fn(trainable, mb):
             st = state.replace(params=trainable)
             p = model_params(st, opts.lora_scale)
             x_t = add_noise(mb["x0"], mb["noise"], mb["a"])
-            v = module.apply({"params": p}, x_t, mb["text"], mb["t"])
+            model_in = i2v_model_input(x_t, mb["image"]) if i2v else x_t
+            v = module.apply({"params": p}, model_in, mb["text"], mb["t"], **kw)
             return v_prediction_loss(v, mb["x0"], mb["noise"], mb["a"])
 
         n = opts.grad_accum_steps
         mbs = {"x0": _micro(latents, n), "noise": _micro(noise, n), "a": _micro(a, n),
                "text": _micro(text, n), "t": _micro(t, n)}
+        if i2v:  # dropout over the whole batch: independent of the accumulation split
+            image = drop_images(jax.random.fold_in(k_d, 1), batch["image_latents"].astype(jnp.float32),
+                                opts.image_dropout)
+            mbs["image"] = _micro(image, n)
         grad_fn = jax.value_and_grad(loss_fn)
         if n == 1:
             loss, grads = grad_fn(state.params, jax.tree_util.tree_map(lambda x: x[0], mbs))
@@ -107,7 +117,8 @@ def make_train_step(module: nn.Module, optimizer: optax.GradientTransformation, 
                    "t_min": jnp.min(t), "t_max": jnp.max(t)}
         return new, metrics
 
-    batch_ndims = batch_ndims or {"latents": 5, "text_emb": 3}
+    batch_ndims = batch_ndims or {"latents": 5, "text_emb": 3,
+                                  **({"image_latents": 5} if opts.image_dropout is not None else {})}
     b_sh = {k: batch_sharding(mesh, nd) for k, nd in batch_ndims.items()}
     repl = NamedSharding(mesh, PartitionSpec())
     jitted = jax.jit(step, in_shardings=(state_shardings, b_sh), out_shardings=(state_shardings, repl),

@@ -20,7 +20,7 @@ from cogvideox_jax.parallel.param_sharding import param_shardings, place_params
 from cogvideox_jax.train import lora as lora_lib
 from cogvideox_jax.train.checkpointing import Checkpointer, abstract_with_shardings
 from cogvideox_jax.train.diffusion_loss import training_alphas_cumprod
-from cogvideox_jax.train.latent_batches import ArrayLatentBatches, SyntheticLatentBatches
+from cogvideox_jax.train.latent_batches import ArrayLatentBatches, FirstLatentFrameImages, SyntheticLatentBatches
 from cogvideox_jax.train.metrics_logging import (MetricsLogger, StepTimer, peak_flops_for, sequence_lengths,
                                                  transformer_train_flops)
 from cogvideox_jax.train.model_factory import ModelSpec, abstract_boxed_params, build_model, init_params
@@ -155,12 +155,16 @@ class Trainer:
         stage = cfg.stages[index]
         lat, txt = self._shapes(stage)
         data = self.data_factory(cfg, index, lat, txt, cfg.batch_size)
+        if self.spec.image_conditioned and not getattr(data, "provides_image_latents", False):
+            data = FirstLatentFrameImages(data)
         if data_state and data_state.get("stage") == index and "iter" in data_state:
             data.set_state(data_state["iter"])
         opts = StepOptions(self.alphas_cumprod, text_dropout=cfg.text_dropout,
                            explicit_uniform=cfg.explicit_uniform_sampling,
                            grad_accum_steps=cfg.optimizer.grad_accum_steps, ema_decay=cfg.ema_decay,
-                           lora_scale=self.lora_scale, null_text_emb=self._null_text_emb())
+                           lora_scale=self.lora_scale, null_text_emb=self._null_text_emb(),
+                           image_dropout=cfg.image_dropout if self.spec.image_conditioned else None,
+                           ofs=self.spec.ofs)
         step_fn = make_train_step(self.spec.module, self.optimizer, self.schedule, opts, self.mesh,
                                   self.state_shardings)
         return _Stage(index, start, step_fn, data, (cfg.batch_size, *lat), (cfg.batch_size, *txt))

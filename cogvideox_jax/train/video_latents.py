@@ -67,4 +67,13 @@ def video_data_factory(cfg, stage_index: int, latent_shape, text_shape, batch_si
     source = make_train_iterator(cfg.data.path, f"{stage.num_frames}x{stage.height}x{stage.width}", per_process,
                                  seed=cfg.data.shuffle_seed + stage_index, fps=fps, **iterator_kw)
     enc_v, enc_t = encoders or _cached_encoders(cfg.data.pretrained, cfg.text_len)
-    return EncodedVideoBatches(source, enc_v, enc_t)
+    return EncodedVideoBatches(source, enc_v, enc_t, image_conditioned=_image_conditioned(cfg.model),
+                               seed=cfg.seed + stage_index)
+
+
+def _image_conditioned(model: str) -> bool:
+    """Whether the named transformer preset is an I2V model (input = 2 × output channels)."""
+    from configs.transformer import PRESETS
+
+    c = PRESETS.get(model)
+    return c is not None and c.in_channels == 2 * (c.out_channels or c.in_channels)
