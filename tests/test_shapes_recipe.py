@@ -57,6 +57,7 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert summary["samples"]["num_videos"] == 2 and summary["num_prompts"] == 2
     assert set(summary["samples"]["accuracy"]) >= {"color", "shape", "direction"}
     assert np.isfinite(summary["vae_psnr_heldout"])
+    assert os.path.exists(os.path.join(work, "eval", "samples.png"))
     # the ground-truth held-out clips score perfectly on the evaluator (its own validation)
     assert summary["ground_truth_heldout"]["accuracy"]["color"] == 1.0
 

@@ -15,6 +15,9 @@ no mask (CogVideoX's attention is full and bidirectional). Backends:
   14 s at 48 heads x 1546 tokens) and this holds only one head's L x L scores at a time. An
   explicit ``"xla"`` always lowers the head-batched form (e.g. AOT-compiling for TPU on a CPU host).
 
+Under a multi-device ``jax.set_mesh`` the splash kernel runs per shard inside ``shard_map`` (batch over
+data/fsdp, heads over tensor; ``partitioned``), because GSPMD cannot partition Mosaic kernels.
+
 Sequence parallelism (Ulysses / ring) wraps this function: see
 ``cogvideox_jax/parallel/sequence_parallel_attention.py``.
 """
@@ -59,7 +62,45 @@ def dot_product_attention(q, k, v, *, backend: str = "auto", splash_block: int =
         return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation=backend)
     if interpret is None:
         interpret = jax.devices()[0].platform != "tpu"
-    return splash_attention(q, k, v, block=splash_block, interpret=interpret, kv_length=kv_length)
+    body = functools.partial(splash_attention, block=splash_block, interpret=interpret, kv_length=kv_length)
+    mesh = _auto_mesh()
+    if mesh is None:
+        return body(q, k, v)
+    return partitioned(body, mesh, q, k, v)
+
+
+def _auto_mesh():
+    """The ambient (``jax.set_mesh``) mesh when it has > 1 device and no manual axes (i.e. we are not
+    already inside a ``shard_map``, e.g. Ulysses' local attention), else None."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+        return None
+    if any(t == jax.sharding.AxisType.Manual for t in mesh.axis_types):
+        return None
+    return mesh
+
+
+def partitioned(body, mesh, q, k, v):
+    """Run a per-device attention ``body(q, k, v)`` under ``shard_map``: batch over (data, fsdp), heads
+    over tensor (the axes that divide them), the whole sequence on each device.
+
+    Mosaic kernels (splash) cannot be partitioned by GSPMD ("Mosaic kernels cannot be automatically
+    partitioned"), so a sharded model must call them per shard; attention is independent per
+    (batch, head), so this needs no collective.
+    """
+    from jax.sharding import PartitionSpec as P
+
+    def axes(names, size):
+        kept, prod = [], 1
+        for ax in names:
+            n = mesh.shape.get(ax, 1)
+            if n > 1 and size % (prod * n) == 0:
+                kept.append(ax)
+                prod *= n
+        return tuple(kept) if kept else None
+
+    spec = P(axes(("data", "fsdp"), q.shape[0]), None, axes(("tensor",), q.shape[2]), None)
+    return jax.shard_map(body, mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec, check_vma=False)(q, k, v)
 
 
 def per_head_attention(q, k, v, kv_length: int | None = None):

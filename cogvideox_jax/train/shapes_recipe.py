@@ -234,6 +234,18 @@ def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: in
     return meta
 
 
+def _write_strip(samples: str, path: str, rows: int) -> None:
+    """Frame strip of the first ``rows`` samples (the README picture)."""
+    from cogvideox_jax.data.video_io import read_video_uint8
+    from cogvideox_jax.eval.shapes.frame_strip import write_frame_strip
+
+    with open(os.path.join(samples, "metadata.jsonl"), encoding="utf-8") as f:
+        meta = [json.loads(line) for line in f if line.strip()][:rows]
+    write_frame_strip(path, [read_video_uint8(os.path.join(samples, m["video"])) for m in meta])
+    with open(os.path.splitext(path)[0] + ".txt", "w", encoding="utf-8") as f:
+        f.writelines(m["caption"] + "\n" for m in meta)
+
+
 def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
     from cogvideox_jax.convert.params_checkpoint import restore_params
     from cogvideox_jax.eval.shapes.evaluator import evaluate_folder
@@ -246,6 +258,7 @@ def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
     sample_prompts(p["checkpoint"], rows, ev.seeds, os.path.join(out, "samples"), recipe.sampling.steps,
                    recipe.sampling.guidance_scale, progress=progress)
     records, summary = evaluate_folder(os.path.join(out, "samples"))
+    _write_strip(os.path.join(out, "samples"), os.path.join(out, "samples.png"), ev.strip_rows)
     _, gt_summary = evaluate_folder(os.path.join(p["dataset"], "heldout"))
     held = load_clips(os.path.join(p["dataset"], "heldout"), progress=False)
     vae = AutoencoderKLCogVideoX(recipe.vae)
