@@ -49,6 +49,8 @@ setup(
     python_requires=">=3.11",
     install_requires=RUNTIME,
     extras_require={"test": TEST, "eval": EVAL, "tfds": TFDS},
-    package_data={"cogvideox_jax.eval.vbench": ["data/*.json", "data/NOTICE"]},
+    package_data={"cogvideox_jax.eval.vbench": ["data/*.json", "data/NOTICE"],
+                  # the embedded default model (an orbax pipeline checkpoint, ~21 MB)
+                  "cogvideox_jax": ["default_model/**/*", "default_model/**/.*"]},
     entry_points={"console_scripts": ["cogvideox-jax=cogvideox_jax.cli:main"]},
 )
