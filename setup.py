@@ -18,6 +18,7 @@ RUNTIME = [
     "transformers>=5.0",  # tokenizer only at run time (and the PyTorch T5 as a test oracle)
     "sentencepiece>=0.2",
     "grain>=0.2.18",  # training data pipeline (brings array-record)
+    "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow / torch
 ]
 
 # Test oracles. torch is pinned to the CPU wheel that lies on disk on the dev/CI machines;

@@ -1,9 +1,9 @@
 """Training metrics: loss, lr, grad norm, tokens/s, step time and an MFU estimate.
 
-Sinks: stdout, a JSONL file (always), and TensorBoard through ``tensorboardX`` when it is
-importable. (``flax.metrics.tensorboard`` needs TensorFlow, which is not installed here, and
-``torch.utils.tensorboard`` is off limits for the runtime package, so on this machine the JSONL log
-is the record.) FLOPs are counted from the model description, not measured.
+Sinks: stdout (``tqdm.write``, so lines stay above the trainer's progress bar), a JSONL file
+(always), and TensorBoard event files through ``tensorboardX`` (a runtime dependency; the logger
+degrades to JSONL only if it is missing; ``flax.metrics.tensorboard`` would need TensorFlow and
+``torch.utils.tensorboard`` torch). FLOPs are counted from the model description, not measured.
 """
 from __future__ import annotations
 
@@ -102,7 +102,9 @@ class MetricsLogger:
                     self._tb.add_scalar(f"train/{k}", v, step)
         if self.stdout:
             parts = [f"step {step}"] + [f"{k} {v:.6g}" for k, v in rec.items() if k != "step"]
-            print(" | ".join(parts), file=sys.stdout, flush=True)
+            from tqdm.auto import tqdm
+
+            tqdm.write(" | ".join(parts), file=sys.stdout)
         return rec
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ batches, timesteps and noise an uninterrupted run uses.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -203,6 +204,10 @@ class Trainer:
         current = None
         timer = StepTimer()
         last_loss = None
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=end, initial=step, desc="train", unit="step", disable=not (self.is_main and self.stdout),
+                   file=sys.stderr)
         while step < end:
             index, start = stage_at(cfg.stages, step)
             if current is None or current.index != index:
@@ -216,6 +221,7 @@ class Trainer:
                                        getattr(current.data, "process_local", False))
             self.state, metrics = current.step_fn(self.state, batch)
             step += 1
+            bar.update(1)
             save = step % cfg.checkpoint.every_steps == 0 or step == end
             if step % cfg.log_every == 0 or save or step == end:
                 host = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -223,10 +229,12 @@ class Trainer:
                 rec = logger.log(step, {**host, "stage": index}, timer.lap() / _steps_since(records, step,
                                                                                              cfg.log_every))
                 records.append(rec)
+                bar.set_postfix(loss=f"{last_loss:.4g}", stage=index)
             if save:
                 self.checkpointer.save(step, self.state, {"stage": index, "iter": current.data.get_state()},
                                        metrics={"loss": last_loss} if last_loss is not None else None,
                                        meta={"mesh": mesh_shape_str(self.mesh), "model": cfg.model})
+        bar.close()
         self.checkpointer.wait()
         if logger:
             logger.close()
