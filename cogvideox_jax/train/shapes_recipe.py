@@ -52,6 +52,19 @@ def _captions(split_root: str) -> list[str]:
         return [line.rstrip("\n") for line in f if line.strip()]
 
 
+def _train_clips(dataset: str, progress: bool) -> np.ndarray:
+    """The training clips as uint8 (N, T, H, W, 3), decoded once and kept next to the dataset."""
+    from cogvideox_jax.train.vae_trainer import load_clips
+
+    cache = os.path.join(dataset, "train_clips_uint8.npy")
+    if os.path.exists(cache):
+        return np.load(cache)
+    clips = load_clips(os.path.join(dataset, "train"), progress=progress)
+    np.save(cache + ".tmp.npy", clips)
+    os.replace(cache + ".tmp.npy", cache)
+    return clips
+
+
 def t5_config_json(cfg) -> dict:
     d = dataclasses.asdict(cfg)
     return {"architectures": ["T5EncoderModel"], "model_type": "t5", **d}
@@ -108,7 +121,7 @@ def stage_vae(recipe, out: str, dataset: str, progress: bool) -> dict:
     from cogvideox_jax.train.vae_trainer import load_clips, reconstruct, save_vae, train_vae
 
     vae = AutoencoderKLCogVideoX(recipe.vae)
-    clips = load_clips(os.path.join(dataset, "train"), progress=progress)
+    clips = _train_clips(dataset, progress)
     params, history = train_vae(vae, recipe.vae_train, clips, log_path=os.path.join(out, "log.jsonl"),
                                 progress=progress)
     save_vae(out, recipe.vae, params)
@@ -127,13 +140,12 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     from cogvideox_jax.convert.params_checkpoint import restore_params
     from cogvideox_jax.models.t5.prompt_encoding import encode_text, load_tokenizer
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
-    from cogvideox_jax.train.vae_trainer import load_clips
 
     vae = AutoencoderKLCogVideoX(recipe.vae)
     vparams = restore_params(os.path.join(vae_dir, "params"))
     enc = jax.jit(lambda p, v: vae.apply({"params": p}, v, frame_batching="whole", method="encode").mean)
     train = os.path.join(dataset, "train")
-    clips = load_clips(train, progress=progress)
+    clips = _train_clips(dataset, progress)
     means = []
     for i in tqdm(range(0, len(clips), 16), desc="encode latents", disable=not progress):
         means.append(np.asarray(enc(vparams, clips[i:i + 16].astype(np.float32) / 127.5 - 1.0)))
