@@ -68,6 +68,7 @@ class VAETrainConfig:
     l1_weight: float = 1.0
     mse_weight: float = 1.0
     kl_weight: float = 1e-4         # on the per-element mean KL
+    foreground_weight: float = 0.0  # extra weight on object pixels (see train/vae_objective.py)
     grad_clip: float = 1.0
     seed: int = 0
     eval_clips: int = 32            # held-out clips for the PSNR printed at the end

@@ -11,7 +11,7 @@ import pytest
 from configs.shapes import VAEPhase, VAETrainConfig
 from configs.vae import VAEConfig
 from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
-from cogvideox_jax.train.vae_objective import VAELossWeights, vae_loss
+from cogvideox_jax.train.vae_objective import VAELossWeights, foreground_weights, vae_loss
 from cogvideox_jax.train.vae_trainer import random_crops, reconstruct, train_vae
 
 TINY = VAEConfig(block_out_channels=(8, 8), down_block_types=("CogVideoXDownBlock3D",) * 2,
@@ -56,6 +56,28 @@ def test_vae_loss_terms_match_their_definitions():
     np.testing.assert_allclose(float(m["mse"]), (err ** 2).mean(), rtol=1e-5)
     np.testing.assert_allclose(float(m["kl"]), kl, rtol=1e-5)
     np.testing.assert_allclose(float(loss), 0.5 * np.abs(err).mean() + 2.0 * (err ** 2).mean() + 0.1 * kl, rtol=1e-5)
+
+
+def test_foreground_weighted_loss_weighs_object_pixels():
+    clips = _clips(n=2).astype(np.float32) / 127.5 - 1.0
+    w = np.asarray(foreground_weights(clips, 4.0))
+    chex.assert_shape(w, clips.shape[:-1] + (1,))
+    background = np.median(clips.reshape(2, -1, 3), axis=1)
+    obj = (np.abs(clips - background[:, None, None, None]).max(-1, keepdims=True) > 0.1)
+    assert obj.any() and not obj.all()
+    np.testing.assert_array_equal(w, np.where(obj, 5.0, 1.0))
+
+    vae = AutoencoderKLCogVideoX(TINY)
+    x = clips[:, :, :8, :8]
+    params = vae.init(jax.random.PRNGKey(1), x, frame_batching="whole")["params"]
+    key = jax.random.PRNGKey(2)
+    loss, m = vae_loss(vae, params, x, key, VAELossWeights(l1=1.0, mse=1.0, kl=0.0, foreground=4.0))
+    post = vae.apply({"params": params}, x, frame_batching="whole", method="encode")
+    err = np.asarray(vae.apply({"params": params}, post.sample(key), frame_batching="whole", method="decode")) - x
+    wx = np.broadcast_to(np.asarray(foreground_weights(x, 4.0)), err.shape)
+    np.testing.assert_allclose(float(m["l1"]), (wx * np.abs(err)).sum() / wx.sum(), rtol=1e-5)
+    np.testing.assert_allclose(float(loss), ((wx * (np.abs(err) + err ** 2)).sum() / wx.sum()), rtol=1e-5)
+    np.testing.assert_allclose(float(m["mse"]), (err ** 2).mean(), rtol=1e-5)   # PSNR stays unweighted
 
 
 def test_train_vae_reduces_reconstruction_error():

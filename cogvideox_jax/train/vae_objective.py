@@ -1,9 +1,14 @@
 """The VAE training objective: reconstruction (L1 + MSE) of a posterior sample plus a KL term.
 
-``loss = l1_weight·mean|x̂ − x| + mse_weight·mean(x̂ − x)² + kl_weight·mean_KL`` where ``x̂`` decodes a
+``loss = l1_weight·mean_w|x̂ − x| + mse_weight·mean_w(x̂ − x)² + kl_weight·mean_KL`` where ``x̂`` decodes a
 sample of the posterior and ``mean_KL`` is the KL to N(0, I) averaged over latent elements. Both
 passes run in ``whole`` frame-batching mode (one pass, GroupNorm over the clip), so the same
 weights decode in either mode afterwards.
+
+``mean_w`` is a pixel-weighted mean: with ``foreground > 0`` the pixels that differ from their clip's
+background (the per-clip, per-channel median color) weigh ``1 + foreground``. Clips of small objects
+on flat backgrounds (the shapes dataset: objects cover ~5% of the pixels) are otherwise reconstructed
+background-first and the objects come back washed out; ``foreground = 0`` is the plain mean.
 """
 from __future__ import annotations
 
@@ -18,6 +23,15 @@ class VAELossWeights:
     l1: float = 1.0
     mse: float = 1.0
     kl: float = 1e-4
+    foreground: float = 0.0
+
+
+def foreground_weights(video, foreground: float, threshold: float = 0.1):
+    """Per-pixel weights ``(B, T, H, W, 1)``: ``1 + foreground`` where a pixel differs from its clip's
+    median color by more than ``threshold`` (on the [-1, 1] scale, any channel), else 1."""
+    background = jnp.median(video.reshape(video.shape[0], -1, video.shape[-1]), axis=1)
+    diff = jnp.abs(video - background[:, None, None, None, :]).max(axis=-1, keepdims=True)
+    return 1.0 + foreground * (diff > threshold).astype(jnp.float32)
 
 
 def vae_loss(vae, params, video, key, weights: VAELossWeights = VAELossWeights()):
@@ -26,10 +40,17 @@ def vae_loss(vae, params, video, key, weights: VAELossWeights = VAELossWeights()
     z = post.sample(key)
     recon = vae.apply({"params": params}, z, frame_batching="whole", method="decode")
     err = recon.astype(jnp.float32) - video.astype(jnp.float32)
-    l1 = jnp.mean(jnp.abs(err))
+    if weights.foreground:
+        w = foreground_weights(video.astype(jnp.float32), weights.foreground)
+        norm = jnp.sum(w) * err.shape[-1]
+        l1 = jnp.sum(w * jnp.abs(err)) / norm
+        mse_w = jnp.sum(w * jnp.square(err)) / norm
+    else:
+        l1 = jnp.mean(jnp.abs(err))
+        mse_w = jnp.mean(jnp.square(err))
     mse = jnp.mean(jnp.square(err))
     kl = jnp.mean(post.kl()) / (z[0].size)
-    loss = weights.l1 * l1 + weights.mse * mse + weights.kl * kl
+    loss = weights.l1 * l1 + weights.mse * mse_w + weights.kl * kl
     # PSNR of the [0, 1] video: MSE on [-1, 1] is 4x that on [0, 1]
     psnr = 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-12))
     return loss, {"loss": loss, "l1": l1, "mse": mse, "kl": kl, "psnr": psnr,
