@@ -53,3 +53,18 @@ def test_sharded_sampling_matches_single_device(folder_and_reference, mesh, sche
     assert got.shape == ref.shape == (1, 9, 32, 48, 3)
     assert np.std(ref) > 0.01  # a real video, not a constant
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)  # fp32 reduction order only (1/255 = 4e-3)
+
+
+def test_context_parallel_vae_decode_in_the_pipeline(folder_and_reference):
+    """``vae_decode="context-parallel"`` decodes with the frames split over ``sequence`` and equals the
+    single-device one-pass (``"whole"``) decode."""
+    folder, _ = folder_and_reference
+    whole = CogVideoXPipeline.from_pretrained(folder, vae_decode="whole")
+    cp = CogVideoXPipeline.from_pretrained(folder, mesh="data=4,sequence=2", vae_decode="context-parallel")
+    c = whole.vae_config.latent_channels
+    z = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (1, 3, 4, 6, c)))
+    ref = np.asarray(whole.decode_latents(z))
+    assert ref.shape == (1, 9, 32, 48, 3)
+    np.testing.assert_allclose(np.asarray(cp.decode_latents(z)), ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+    with pytest.raises(ValueError, match="sequence axis"):
+        CogVideoXPipeline.from_pretrained(folder, vae_decode="context-parallel")

@@ -46,6 +46,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--mesh", help="device mesh, e.g. data=2,sequence=4")
     p.add_argument("--sequence-parallel", choices=("ulysses", "ring"))
+    p.add_argument("--vae-decode", choices=("diffusers", "whole", "context-parallel"), default="diffusers",
+                   help="VAE decode: the reference's frame chunks (default), one pass over the clip, or one "
+                        "pass with the frames split over the mesh's sequence axis")
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="compute dtype")
     p.add_argument("--out", default="video.mp4", help=".mp4 or .gif")
     p.set_defaults(run=run_sample)
@@ -139,7 +142,7 @@ def run_sample(args) -> int:
     steps = args.steps if args.steps is not None else defaults.get("steps", 50)
     guidance = args.guidance if args.guidance is not None else defaults.get("guidance_scale", 6.0)
     pipe = CogVideoXPipeline.from_pretrained(path, dtype=_dtype(args.dtype), mesh=args.mesh,
-                                             sequence_parallel=args.sequence_parallel)
+                                             sequence_parallel=args.sequence_parallel, vae_decode=args.vae_decode)
     latents = np.load(args.latents) if args.latents else None
     video = pipe(args.prompt, negative_prompt=args.negative_prompt, image=args.image, num_frames=args.frames,
                  height=args.height, width=args.width, num_inference_steps=steps, guidance_scale=guidance,

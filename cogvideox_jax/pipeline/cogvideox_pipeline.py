@@ -29,16 +29,28 @@ from cogvideox_jax.pipeline.progress import progress_bar
 class CogVideoXPipeline:
     """Holds the converted components (modules + params), the tokenizer and the scheduler config."""
 
-    def __init__(self, components: "comp.PipelineComponents", *, mesh=None, sequence_parallel: str | None = None):
+    VAE_DECODE_MODES = ("diffusers", "whole", "context-parallel")
+
+    def __init__(self, components: "comp.PipelineComponents", *, mesh=None, sequence_parallel: str | None = None,
+                 vae_decode: str = "diffusers"):
+        """``vae_decode``: ``"diffusers"`` (the reference's 2-latent-frame chunks, GroupNorm per chunk),
+        ``"whole"`` (one pass, the SAT behaviour) or ``"context-parallel"`` (``"whole"`` with the latent
+        frames split over the mesh's ``sequence`` axis: ``parallel/context_parallel_vae.py``)."""
+        if vae_decode not in self.VAE_DECODE_MODES:
+            raise ValueError(f"vae_decode must be one of {self.VAE_DECODE_MODES}, got {vae_decode!r}")
+        if vae_decode == "context-parallel" and (mesh is None or mesh.shape.get("sequence", 1) == 1):
+            raise ValueError("vae_decode='context-parallel' needs a mesh with a sequence axis > 1 "
+                             "(e.g. --mesh sequence=4)")
         self.components = components
         self.mesh = mesh
         self.sequence_parallel = sequence_parallel
+        self.vae_decode = vae_decode
         self._compiled = {}
 
     # ----------------------------------------------------------------------------- loading
     @classmethod
     def from_pretrained(cls, path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, mesh=None,
-                        sequence_parallel: str | None = None) -> "CogVideoXPipeline":
+                        sequence_parallel: str | None = None, vae_decode: str = "diffusers") -> "CogVideoXPipeline":
         """Load a diffusers pipeline folder (``model_index.json``) or a checkpoint written by
         ``cogvideox-jax convert``."""
         components = comp.load_components(path, dtype=dtype, param_dtype=param_dtype)
@@ -47,7 +59,7 @@ class CogVideoXPipeline:
 
             mesh = make_mesh(mesh)
             components = comp.shard_components(components, mesh, sequence_parallel=sequence_parallel)
-        return cls(components, mesh=mesh, sequence_parallel=sequence_parallel)
+        return cls(components, mesh=mesh, sequence_parallel=sequence_parallel, vae_decode=vae_decode)
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -163,11 +175,18 @@ class CogVideoXPipeline:
 
     # ----------------------------------------------------------------------------- VAE
     def decode_latents(self, latents):
-        """Latents ``(B, t, h, w, C)`` (scaled) -> video in [-1, 1] with the reference's frame batching."""
+        """Latents ``(B, t, h, w, C)`` (scaled) -> video in [-1, 1], decoded as ``self.vae_decode`` says."""
         vae = self.components.vae
         if "decode" not in self._compiled:
-            self._compiled["decode"] = jax.jit(
-                lambda p, z: vae.apply({"params": p}, z / vae.config.scaling_factor, method="decode"))
+            if self.vae_decode == "context-parallel":
+                from cogvideox_jax.parallel.context_parallel_vae import context_parallel_decode
+
+                fn = lambda p, z: context_parallel_decode(vae, p, z / vae.config.scaling_factor,  # noqa: E731
+                                                          self.mesh)
+            else:
+                fn = lambda p, z: vae.apply({"params": p}, z / vae.config.scaling_factor,  # noqa: E731
+                                            frame_batching=self.vae_decode, method="decode")
+            self._compiled["decode"] = jax.jit(fn)
         return self._compiled["decode"](self.components.vae_params, latents)
 
     def _image_latents(self, image, batch: int, plan, key, mode: str):

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cogvideox_jax.models.vae.conv_weights import ConvWeights, conv3d_native, conv3d_valid_time
+from cogvideox_jax.parallel.time_context import active_time_context, causal_pad_time_split, drop_seam
 
 
 def causal_pad_time(x, kt: int, cache=None):
@@ -40,9 +41,12 @@ class CausalConv3d(nn.Module):
             (kt, kh, kw, x.shape[-1], self.features), self.dtype, self.param_dtype, name="conv"
         )()
         x = x.astype(self.dtype)
-        xp, new_cache = causal_pad_time(x, kt, cache)
         pad = (((kh - 1) // 2,) * 2, ((kw - 1) // 2,) * 2)
         conv = conv3d_native if self.native_conv3d else conv3d_valid_time
+        if kt > 1 and cache is None and active_time_context() is not None:
+            # time split over a mesh axis (parallel/time_context.py): halo from the previous shards
+            return drop_seam(conv(causal_pad_time_split(x, kt), kernel, bias, pad), kt), None
+        xp, new_cache = causal_pad_time(x, kt, cache)
         return conv(xp, kernel, bias, pad), new_cache
 
 

@@ -8,6 +8,25 @@ import jax
 import jax.numpy as jnp
 
 from cogvideox_jax.parallel.logical_axes import logical_init
+from cogvideox_jax.parallel.time_context import active_time_context, split_sum
+
+
+def _group_stats(x, num_groups: int):
+    """Per (batch, group) mean and variance of (B, T, ..., C), shaped (B, 1, G, 1); float32. Under a
+    ``time_context`` the reduction spans every shard's frames (the shared first frame counted once)."""
+    b, c = x.shape[0], x.shape[-1]
+    ctx = active_time_context()
+    if ctx is None or x.ndim != 5:
+        xg = x.reshape(b, -1, num_groups, c // num_groups).astype(jnp.float32)
+        mean = jnp.mean(xg, axis=(1, 3), keepdims=True)
+        return mean, jnp.mean(jnp.square(xg - mean), axis=(1, 3), keepdims=True)
+    t = x.shape[1]
+    xg = x.reshape(b, t, -1, num_groups, c // num_groups).astype(jnp.float32)
+    count = (1 + ctx.size * (t - 1)) * xg.shape[2] * xg.shape[4]
+    mean = split_sum(xg.sum(axis=(2, 4)), ctx) / count                       # (B, G)
+    dev = xg - mean[:, None, None, :, None]
+    var = split_sum(jnp.square(dev).sum(axis=(2, 4)), ctx) / count
+    return mean[:, None, :, None], var[:, None, :, None]
 
 
 def group_norm(x, scale, bias, num_groups: int, eps: float, *, silu: bool = False, out_dtype=None):
@@ -16,8 +35,7 @@ def group_norm(x, scale, bias, num_groups: int, eps: float, *, silu: bool = Fals
     shape = x.shape
     c = shape[-1]
     xg = x.reshape(shape[0], -1, num_groups, c // num_groups).astype(jnp.float32)
-    mean = jnp.mean(xg, axis=(1, 3), keepdims=True)
-    var = jnp.mean(jnp.square(xg - mean), axis=(1, 3), keepdims=True)
+    mean, var = _group_stats(x, num_groups)
     inv = jax.lax.rsqrt(var + eps)
     # fold the affine into per-(batch, channel) multiplier/offset: y = x * a + b
     g = scale.astype(jnp.float32).reshape(1, 1, num_groups, c // num_groups)
