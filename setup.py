@@ -39,8 +39,8 @@ EVAL = [
 ]
 
 # Optional: build the video folder into TFDS ArrayRecord shards (`cogvideox_jax/data/tfds_builder.py`);
-# runs without tensorflow.
-TFDS = ["tensorflow-datasets>=4.9.10"]
+# runs without tensorflow (tfds then needs importlib_resources, which it does not declare).
+TFDS = ["tensorflow-datasets>=4.9.10", "importlib_resources"]
 
 setup(
     name="cogvideox-jax",
@@ -49,7 +49,7 @@ setup(
     packages=find_packages(include=["cogvideox_jax", "cogvideox_jax.*", "configs", "configs.*"]),
     python_requires=">=3.11",
     install_requires=RUNTIME,
-    extras_require={"test": TEST, "eval": EVAL, "tfds": TFDS},
+    extras_require={"test": TEST + TFDS, "eval": EVAL, "tfds": TFDS},  # CI also tests the TFDS builder
     package_data={"cogvideox_jax.eval.vbench": ["data/*.json", "data/NOTICE"],
                   # the embedded default model (an orbax pipeline checkpoint, ~21 MB)
                   "cogvideox_jax": ["default_model/**/*", "default_model/**/.*"]},
