@@ -3,6 +3,7 @@ same model config and weights, same run, on this CPU.
 
     python benchmarks/train_step.py                         # default small config
     python benchmarks/train_step.py --layers 2 --heads 4 --head-dim 32 --latent-size 16 --steps 10
+    python benchmarks/train_step.py --scan-layers 0           # JAX blocks unrolled instead of nn.scan
 
 PyTorch: diffusers ``CogVideoXTransformer3DModel`` (random init) + ``torch.optim.AdamW``; the same
 weights are saved with ``save_pretrained`` and loaded into JAX through ``load_diffusers`` (the real
@@ -104,7 +105,7 @@ def run_jax(a, folder):
                              (1, a.latent_frames, a.latent_size, a.latent_size, a.channels), (1, a.text_len, a.text_dim))
     else:
         from cogvideox_jax.convert import load_diffusers
-        module, params = load_diffusers(folder)
+        module, params = load_diffusers(folder, scan_layers=a.scan_layers)
     mesh = make_mesh("fsdp=1", devices=jax.devices()[:1])
     opt, sched = make_optimizer(OptimizerConfig(lr=1e-4, warmup_steps=0, grad_clip=1.0), [StageConfig(steps=10**6)])
     state = create_train_state(params, opt, jax.random.key_data(jax.random.PRNGKey(0)))
@@ -141,11 +142,13 @@ def main(argv=None) -> int:
     p.add_argument("--latent-frames", type=int, default=3)
     p.add_argument("--latent-size", type=int, default=16)
     p.add_argument("--rope", action="store_true", help="5b-style RoPE instead of sin-cos PE")
-    p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--side", choices=["both", "jax", "torch"], default="both")
     p.add_argument("--jax-standin", action="store_true")
+    p.add_argument("--scan-layers", type=int, choices=(0, 1), default=None,
+                   help="JAX: nn.scan over the blocks (1) or unrolled (0); default: the config's")
     a = p.parse_args(argv)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import torch
