@@ -1,5 +1,5 @@
-"""Context-parallel VAE (``parallel/context_parallel_vae.py``): the time axis split over a mesh axis
-with explicit halo exchange and psum-ed GroupNorm statistics equals single-device ``whole`` mode."""
+"""Context-parallel VAE (``parallel/context_parallel_vae.py``): the time axis (and/or the rows) split over
+mesh axes with explicit halo exchange and psum-ed GroupNorm statistics equals single-device ``whole`` mode."""
 from __future__ import annotations
 
 import chex
@@ -89,6 +89,39 @@ def test_context_parallel_rejects_uneven_splits(vae_and_params):
         context_parallel_encode(vae, params, np.zeros((1, 9, 8, 8, 3), np.float32), mesh)
     with pytest.raises(ValueError, match="divisible by 4"):
         context_parallel_decode(vae, params, np.zeros((1, 3, 2, 2, 4), np.float32), mesh)
+    with pytest.raises(ValueError, match="divisible by 16"):   # 4 bands x 4x spatial compression
+        context_parallel_encode(vae, params, np.zeros((1, 9, 8, 8, 3), np.float32), _mesh("tensor=4"), axis=None,
+                                height_axis="tensor")
+    with pytest.raises(ValueError, match="different mesh axes"):
+        context_parallel_decode(vae, params, np.zeros((1, 3, 2, 2, 4), np.float32), mesh, height_axis="sequence")
     with pytest.raises(ValueError, match="divisible by 6"):   # 3 shards of 1 frame: an even clip
         context_parallel_decode(vae, params, np.zeros((1, 4, 2, 2, 4), np.float32),
                                 make_mesh("sequence=3", devices=jax.devices()[:3]))
+
+
+@pytest.mark.parametrize("spec,axis,height_axis", [
+    ("tensor=4", None, "tensor"),                      # rows only
+    pytest.param("sequence=2,tensor=2", "sequence", "tensor", marks=pytest.mark.slow),  # frames and rows
+])
+def test_height_split_decode_equals_whole_mode(vae_and_params, spec, axis, height_axis):
+    """Large frames: rows split into bands (one-row ppermute halos, psum-ed GroupNorm statistics)."""
+    vae, params = vae_and_params
+    z = jax.random.normal(jax.random.PRNGKey(5), (2, 5, 4, 3, 4))
+    ref = jax.jit(lambda p, v: vae.apply({"params": p}, v, frame_batching="whole", method="decode"))(params, z)
+    mesh = _mesh(spec)
+    got = jax.jit(lambda p, v: context_parallel_decode(vae, p, v, mesh, axis=axis, height_axis=height_axis))(
+        params, z)
+    chex.assert_shape(got, (2, 17, 16, 12, 3))
+    assert _rel(got, ref) <= 1e-5, _rel(got, ref)
+
+
+@pytest.mark.slow  # ~1 min of compiles on 2 cores
+def test_height_split_encode_equals_whole_mode(vae_and_params):
+    vae, params = vae_and_params
+    video = jax.random.uniform(jax.random.PRNGKey(6), (1, 9, 16, 8, 3), minval=-1, maxval=1)
+    ref = jax.jit(lambda p, v: vae.apply({"params": p}, v, frame_batching="whole", method="encode").mean)(
+        params, video)
+    mesh = _mesh("tensor=4")
+    got = jax.jit(lambda p, v: context_parallel_encode(vae, p, v, mesh, axis=None, height_axis="tensor").mean)(
+        params, video)
+    assert _rel(got, ref) <= 1e-5, _rel(got, ref)

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
+from cogvideox_jax.parallel.height_split import split_padding
 from cogvideox_jax.parallel.logical_axes import logical_init
 
 # PyTorch's default conv init (kaiming_uniform(a=sqrt(5))) is uniform with variance 1/(3 fan_in).
@@ -45,6 +46,7 @@ def conv3d_valid_time(x, kernel, bias, spatial_padding):
     Written as a sum over the time taps of 2D convolutions of the frames (batched as B*T'), which
     XLA:CPU runs much faster than a native 3D convolution and which is exact.
     """
+    x, spatial_padding = split_padding(x, spatial_padding)
     kt = kernel.shape[0]
     b, t, h, w, c = x.shape
     t_out = t - kt + 1
@@ -66,6 +68,7 @@ def conv3d_valid_time(x, kernel, bias, spatial_padding):
 
 def conv3d_native(x, kernel, bias, spatial_padding):
     """Reference formulation: one native 3D convolution."""
+    x, spatial_padding = split_padding(x, spatial_padding)
     y = lax.conv_general_dilated(
         x,
         kernel,
@@ -78,6 +81,7 @@ def conv3d_native(x, kernel, bias, spatial_padding):
 
 def conv2d_frames(x, kernel, bias, stride=1, padding=((1, 1), (1, 1))):
     """Per-frame 2D conv of (B, T, H, W, C)."""
+    x, padding = split_padding(x, padding)
     b, t = x.shape[:2]
     y = lax.conv_general_dilated(
         x.reshape(b * t, *x.shape[2:]),

@@ -7,25 +7,32 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cogvideox_jax.parallel.height_split import active_height_context
 from cogvideox_jax.parallel.logical_axes import logical_init
 from cogvideox_jax.parallel.time_context import active_time_context, split_sum
 
 
 def _group_stats(x, num_groups: int):
     """Per (batch, group) mean and variance of (B, T, ..., C), shaped (B, 1, G, 1); float32. Under a
-    ``time_context`` the reduction spans every shard's frames (the shared first frame counted once)."""
+    ``time_context`` the reduction spans every shard's frames (the shared first frame counted once),
+    under a ``height_context`` every shard's rows."""
     b, c = x.shape[0], x.shape[-1]
-    ctx = active_time_context()
-    if ctx is None or x.ndim != 5:
+    tctx, hctx = active_time_context(), active_height_context()
+    if (tctx is None and hctx is None) or x.ndim != 5:
         xg = x.reshape(b, -1, num_groups, c // num_groups).astype(jnp.float32)
         mean = jnp.mean(xg, axis=(1, 3), keepdims=True)
         return mean, jnp.mean(jnp.square(xg - mean), axis=(1, 3), keepdims=True)
     t = x.shape[1]
     xg = x.reshape(b, t, -1, num_groups, c // num_groups).astype(jnp.float32)
-    count = (1 + ctx.size * (t - 1)) * xg.shape[2] * xg.shape[4]
-    mean = split_sum(xg.sum(axis=(2, 4)), ctx) / count                       # (B, G)
-    dev = xg - mean[:, None, None, :, None]
-    var = split_sum(jnp.square(dev).sum(axis=(2, 4)), ctx) / count
+    frames = 1 + tctx.size * (t - 1) if tctx else t
+    count = frames * xg.shape[2] * xg.shape[4] * (hctx.size if hctx else 1)
+
+    def total(per_frame):  # (B, T, G) -> (B, G) summed over the whole clip
+        s = split_sum(per_frame, tctx) if tctx else per_frame.sum(axis=1)
+        return jax.lax.psum(s, hctx.axis) if hctx else s
+
+    mean = total(xg.sum(axis=(2, 4))) / count                                 # (B, G)
+    var = total(jnp.square(xg - mean[:, None, None, :, None]).sum(axis=(2, 4))) / count
     return mean[:, None, :, None], var[:, None, :, None]
 
 
