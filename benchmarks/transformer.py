@@ -83,6 +83,8 @@ def run_jax(args):
     from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D, dummy_inputs
 
     cfg = _config(args).replace(attention_backend=args.attention_backend)
+    if args.scan_layers is not None:
+        cfg = cfg.replace(scan_layers=bool(args.scan_layers))
     model = CogVideoXTransformer3D(cfg)
     lat0, text0, ts0 = dummy_inputs(cfg)  # init on a 1x2x2 latent: the params do not depend on it
     params = jax.jit(model.init)(jax.random.PRNGKey(0), lat0[:, :, :2, :2], text0, ts0)["params"]
@@ -210,6 +212,8 @@ def main():
     p.add_argument("--torch-threads", type=int, default=2)
     p.add_argument("--matmul-size", type=int, default=3072)
     p.add_argument("--attention-backend", default="auto")
+    p.add_argument("--scan-layers", type=int, choices=(0, 1), default=None,
+                   help="JAX: nn.scan over the blocks (1) or unrolled (0); default: the preset's (scan)")
     p.add_argument("--sides", default="matmul,jax,torch")
     p.add_argument("--interleave", action="store_true",
                    help="one process, jax / torch / matmul calls alternated (fairer under varying load)")
