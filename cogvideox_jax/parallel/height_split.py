@@ -14,39 +14,18 @@ turns both on while the VAE is traced inside ``jax.shard_map`` (see ``parallel/c
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from dataclasses import dataclass
-from typing import Optional
-
 import jax
 import jax.numpy as jnp
 
+from cogvideox_jax.parallel.axis_split import AxisSplit, AxisSplitSwitch
 
-@dataclass(frozen=True)
-class HeightContext:
-    axis: str
-    size: int
-
-
-_ACTIVE: contextvars.ContextVar[Optional[HeightContext]] = contextvars.ContextVar("height_context", default=None)
+# ``with height_context(axis, size):`` traces the VAE with frame rows split ``size`` ways over mesh
+# axis ``axis`` (inside shard_map)
+height_context = AxisSplitSwitch("height_context")
+active_height_context = height_context.active
 
 
-@contextlib.contextmanager
-def height_context(axis: str, size: int):
-    """Trace the VAE with frame rows split ``size`` ways over mesh axis ``axis`` (inside shard_map)."""
-    token = _ACTIVE.set(HeightContext(axis, size))
-    try:
-        yield
-    finally:
-        _ACTIVE.reset(token)
-
-
-def active_height_context() -> Optional[HeightContext]:
-    return _ACTIVE.get()
-
-
-def halo_rows(x, top: int, bottom: int, ctx: HeightContext, axis: int = -3):
+def halo_rows(x, top: int, bottom: int, ctx: AxisSplit, axis: int = -3):
     """Pad this band of rows (``axis``) with ``top`` rows of the band above and ``bottom`` rows of the
     band below (zeros beyond the frame's edges)."""
     x = jnp.moveaxis(x, axis, 0)

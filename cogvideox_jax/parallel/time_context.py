@@ -18,39 +18,24 @@ even. Only two operations see across shards:
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from dataclasses import dataclass
-from typing import Optional
-
 import jax
 import jax.numpy as jnp
 
+from cogvideox_jax.parallel.axis_split import AxisSplit, AxisSplitSwitch
 
-@dataclass(frozen=True)
-class TimeContext:
-    axis: str
-    size: int
-
-
-_ACTIVE: contextvars.ContextVar[Optional[TimeContext]] = contextvars.ContextVar("time_context", default=None)
+# ``with time_context(axis, size):`` traces the VAE with its time axis split ``size`` ways over mesh
+# axis ``axis`` (inside shard_map)
+time_context = AxisSplitSwitch("time_context")
+active_time_context = time_context.active
 
 
-@contextlib.contextmanager
-def time_context(axis: str, size: int):
-    """Trace the VAE with its time axis split ``size`` ways over mesh axis ``axis`` (inside shard_map)."""
-    token = _ACTIVE.set(TimeContext(axis, size))
-    try:
-        yield
-    finally:
-        _ACTIVE.reset(token)
+def first_frame_apart(num_frames: int) -> bool:
+    """The reference's rule for treating a clip as "first frame + the rest" (odd frame counts), which
+    every time-split local block ``[x_0, rest_i]`` follows whatever its length."""
+    return num_frames % 2 == 1 or active_time_context() is not None
 
 
-def active_time_context() -> Optional[TimeContext]:
-    return _ACTIVE.get()
-
-
-def previous_frames(rest, first, count: int, ctx: TimeContext):
+def previous_frames(rest, first, count: int, ctx: AxisSplit):
     """The ``count`` frames before this shard's ``rest`` (B, n, ...) in the stream
     ``[first] * count ++ rest_0 ++ rest_1 ++ ...``; ``first`` is (B, 1, ...)."""
     n = rest.shape[1]
@@ -84,7 +69,7 @@ def drop_seam(y, kt: int):
     return jnp.concatenate([y[:, :1], y[:, kt:]], axis=1)
 
 
-def split_sum(values, ctx: TimeContext):
+def split_sum(values, ctx: AxisSplit):
     """Sum of a per-frame quantity ``values`` (B, t_local, ...) reduced over time across the whole clip:
     frame 0 (replicated on every shard) once, the rest frames over all shards."""
     return values[:, :1].sum(axis=1) + jax.lax.psum(values[:, 1:].sum(axis=1), ctx.axis)

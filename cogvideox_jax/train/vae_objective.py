@@ -40,15 +40,14 @@ def vae_loss(vae, params, video, key, weights: VAELossWeights = VAELossWeights()
     z = post.sample(key)
     recon = vae.apply({"params": params}, z, frame_batching="whole", method="decode")
     err = recon.astype(jnp.float32) - video.astype(jnp.float32)
+    sq = jnp.square(err)
+    mse = jnp.mean(sq)
     if weights.foreground:
         w = foreground_weights(video.astype(jnp.float32), weights.foreground)
         norm = jnp.sum(w) * err.shape[-1]
-        l1 = jnp.sum(w * jnp.abs(err)) / norm
-        mse_w = jnp.sum(w * jnp.square(err)) / norm
+        l1, mse_w = jnp.sum(w * jnp.abs(err)) / norm, jnp.sum(w * sq) / norm
     else:
-        l1 = jnp.mean(jnp.abs(err))
-        mse_w = jnp.mean(jnp.square(err))
-    mse = jnp.mean(jnp.square(err))
+        l1, mse_w = jnp.mean(jnp.abs(err)), mse
     kl = jnp.mean(post.kl()) / (z[0].size)
     loss = weights.l1 * l1 + weights.mse * mse_w + weights.kl * kl
     # PSNR of the [0, 1] video: MSE on [-1, 1] is 4x that on [0, 1]

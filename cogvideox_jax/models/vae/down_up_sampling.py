@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cogvideox_jax.models.vae.conv_weights import ConvWeights, conv2d_frames
-from cogvideox_jax.parallel.time_context import active_time_context
+from cogvideox_jax.parallel.time_context import first_frame_apart
 
 
 def _pool_time_pairs(x):
@@ -23,8 +23,7 @@ def _pool_time_pairs(x):
 
 def compress_time(x):
     t = x.shape[1]
-    # a time-split local block [x_0, rest_i] is "first frame + rest" whatever its length
-    if t % 2 == 1 or active_time_context() is not None:
+    if first_frame_apart(t):
         if t == 1:
             return x
         return jnp.concatenate([x[:, :1], _pool_time_pairs(x[:, 1:])], axis=1)
@@ -39,7 +38,7 @@ def expand_time_space(x, compress: bool):
     t = x.shape[1]
     x = _up2_space(x)
     if compress and t > 1:
-        if t % 2 == 1 or active_time_context() is not None:
+        if first_frame_apart(t):
             return jnp.concatenate([x[:, :1], jnp.repeat(x[:, 1:], 2, axis=1)], axis=1)
         return jnp.repeat(x, 2, axis=1)
     return x

@@ -12,27 +12,25 @@ from cogvideox_jax.parallel.logical_axes import logical_init
 from cogvideox_jax.parallel.time_context import active_time_context, split_sum
 
 
-def _group_stats(x, num_groups: int):
-    """Per (batch, group) mean and variance of (B, T, ..., C), shaped (B, 1, G, 1); float32. Under a
-    ``time_context`` the reduction spans every shard's frames (the shared first frame counted once),
-    under a ``height_context`` every shard's rows."""
-    b, c = x.shape[0], x.shape[-1]
+def _group_stats(xg, num_frames: int | None):
+    """Per (batch, group) mean and variance of ``xg`` (B, N, G, C/G) float32, shaped (B, 1, G, 1).
+    For a video (``num_frames`` = T, N = T x H x W) under a ``time_context`` the reduction spans every
+    shard's frames (the shared first frame counted once), under a ``height_context`` every shard's rows."""
     tctx, hctx = active_time_context(), active_height_context()
-    if (tctx is None and hctx is None) or x.ndim != 5:
-        xg = x.reshape(b, -1, num_groups, c // num_groups).astype(jnp.float32)
+    if (tctx is None and hctx is None) or num_frames is None:
         mean = jnp.mean(xg, axis=(1, 3), keepdims=True)
         return mean, jnp.mean(jnp.square(xg - mean), axis=(1, 3), keepdims=True)
-    t = x.shape[1]
-    xg = x.reshape(b, t, -1, num_groups, c // num_groups).astype(jnp.float32)
-    frames = 1 + tctx.size * (t - 1) if tctx else t
-    count = frames * xg.shape[2] * xg.shape[4] * (hctx.size if hctx else 1)
+    b, _, g, cg = xg.shape
+    xf = xg.reshape(b, num_frames, -1, g, cg)
+    frames = 1 + tctx.size * (num_frames - 1) if tctx else num_frames
+    count = frames * xf.shape[2] * cg * (hctx.size if hctx else 1)
 
     def total(per_frame):  # (B, T, G) -> (B, G) summed over the whole clip
         s = split_sum(per_frame, tctx) if tctx else per_frame.sum(axis=1)
         return jax.lax.psum(s, hctx.axis) if hctx else s
 
-    mean = total(xg.sum(axis=(2, 4))) / count                                 # (B, G)
-    var = total(jnp.square(xg - mean[:, None, None, :, None]).sum(axis=(2, 4))) / count
+    mean = total(xf.sum(axis=(2, 4))) / count                                 # (B, G)
+    var = total(jnp.square(xf - mean[:, None, None, :, None]).sum(axis=(2, 4))) / count
     return mean[:, None, :, None], var[:, None, :, None]
 
 
@@ -42,7 +40,7 @@ def group_norm(x, scale, bias, num_groups: int, eps: float, *, silu: bool = Fals
     shape = x.shape
     c = shape[-1]
     xg = x.reshape(shape[0], -1, num_groups, c // num_groups).astype(jnp.float32)
-    mean, var = _group_stats(x, num_groups)
+    mean, var = _group_stats(xg, shape[1] if x.ndim == 5 else None)
     inv = jax.lax.rsqrt(var + eps)
     # fold the affine into per-(batch, channel) multiplier/offset: y = x * a + b
     g = scale.astype(jnp.float32).reshape(1, 1, num_groups, c // num_groups)

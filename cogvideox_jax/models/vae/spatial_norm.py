@@ -10,7 +10,7 @@ import numpy as np
 
 from cogvideox_jax.models.vae.causal_conv3d import CausalConv3d
 from cogvideox_jax.models.vae.group_norm import GroupNorm
-from cogvideox_jax.parallel.time_context import active_time_context
+from cogvideox_jax.parallel.time_context import first_frame_apart
 
 
 def _nearest_axis(z, axis: int, out_size: int):
@@ -36,7 +36,7 @@ def resize_latent_like(zq, f_shape):
     """The reference's odd-frame handling: for odd T > 1 the first frame is resized on its own (and
     always for a time-split local block ``[f_0, rest_i]``)."""
     t, h, w = f_shape[1:4]
-    if t > 1 and (t % 2 == 1 or active_time_context() is not None):
+    if t > 1 and first_frame_apart(t):
         first = nearest_resize_video(zq[:, :1], (1, h, w))
         rest = nearest_resize_video(zq[:, 1:], (t - 1, h, w))
         return jnp.concatenate([first, rest], axis=1)
