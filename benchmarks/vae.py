@@ -2,12 +2,15 @@
 
     python benchmarks/vae.py                       # both sides, both ops, table
     python benchmarks/vae.py --latent-frames 3 --latent-size 16 --repeats 3
+    python benchmarks/vae.py --sides jax --scheduler default  # JAX with XLA:CPU's default scheduler
 
 Decodes (1, 3, 16, 16, 16) latents -> (1, 9, 128, 128, 3) and encodes the inverse. Each (side, op)
 runs in its own subprocess so that peak memory is that side's alone: ``peak_rss`` is the
 process's ru_maxrss (includes imports, random init and, for JAX, XLA compilation);
 ``run_rss`` is the peak RSS sampled (every 2 ms) during the steady-state calls only. Compile
 time (JAX) is the first call minus a steady-state call. Timings are noisy on a shared machine.
+The JAX side compiles with the project's memory-optimized XLA:CPU options (``--scheduler memory``,
+``cogvideox_jax/compiler_options.py``) unless ``--scheduler default``.
 """
 from __future__ import annotations
 
@@ -71,13 +74,18 @@ def run_jax(args):
     jax.block_until_ready(params)
     zshape, xshape = _shapes(args)
     rng = np.random.default_rng(0)
+    from cogvideox_jax.compiler_options import memory_optimized
+
+    opts = memory_optimized() if args.scheduler == "memory" else {}
     if args.op == "decode":
         inp = jnp.asarray(rng.standard_normal(zshape).astype(np.float32))
-        fn = jax.jit(lambda p, v: vae.apply({"params": p}, v, method="decode", frame_batching=args.frame_batching))
+        fn = jax.jit(lambda p, v: vae.apply({"params": p}, v, method="decode", frame_batching=args.frame_batching),
+                     compiler_options=opts)
     else:
         inp = jnp.asarray(rng.uniform(-1, 1, xshape).astype(np.float32))
         fn = jax.jit(
-            lambda p, v: vae.apply({"params": p}, v, method="encode", frame_batching=args.frame_batching).mean
+            lambda p, v: vae.apply({"params": p}, v, method="encode", frame_batching=args.frame_batching).mean,
+            compiler_options=opts,
         )
     t0 = time.perf_counter()
     jax.block_until_ready(fn(params, inp))
@@ -143,15 +151,20 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--frame-batching", default="diffusers", choices=["diffusers", "whole"])
+    ap.add_argument("--scheduler", default="memory", choices=["memory", "default"],
+                    help="JAX side: XLA:CPU's memory-optimized instruction scheduler (what the project's VAE jits"
+                         " use, cogvideox_jax/compiler_options.py) or XLA's default (concurrency-optimized)")
+    ap.add_argument("--sides", default="jax,torch")
     args = ap.parse_args()
     if args.side:
         return worker(args)
     results = {}
     for op in args.ops.split(","):
-        for side in ("jax", "torch"):
+        for side in args.sides.split(","):
             cmd = [sys.executable, __file__, "--side", side, "--op", op] + [
                 f"--latent-frames={args.latent_frames}", f"--latent-size={args.latent_size}",
                 f"--repeats={args.repeats}", f"--threads={args.threads}", f"--frame-batching={args.frame_batching}",
+                f"--scheduler={args.scheduler}",
             ]
             out = subprocess.run(cmd, capture_output=True, text=True)
             line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
@@ -166,8 +179,11 @@ def main():
             if "xla_temp_mb" in r:
                 print(f"             XLA buffers: temp {r['xla_temp_mb']:.0f} MiB, arguments {r['xla_args_mb']:.0f} MiB", flush=True)
     zshape, xshape = _shapes(args)
-    print(f"\nlatents {zshape} <-> video {xshape}, frame_batching={args.frame_batching}, threads={args.threads}")
+    print(f"\nlatents {zshape} <-> video {xshape}, frame_batching={args.frame_batching}, threads={args.threads},"
+          f" JAX scheduler={args.scheduler}")
     for op in args.ops.split(","):
+        if ("jax", op) not in results or ("torch", op) not in results:
+            continue
         j, t = results[("jax", op)], results[("torch", op)]
         print(f"{op}: JAX/diffusers time {j['time_s'] / t['time_s']:.2f}x, peak RSS {j['peak_rss_mb'] / t['peak_rss_mb']:.2f}x,"
               f" steady-state RSS {j['run_rss_mb'] / t['run_rss_mb']:.2f}x")

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cogvideox_jax.compiler_options import memory_optimized
 from cogvideox_jax.diffusion.guidance import guidance_scale_table
 from cogvideox_jax.diffusion.sampler import init_state, scheduler_step
 from cogvideox_jax.diffusion.sampling_schedule import make_sampling_schedule
@@ -186,7 +187,7 @@ class CogVideoXPipeline:
             else:
                 fn = lambda p, z: vae.apply({"params": p}, z / vae.config.scaling_factor,  # noqa: E731
                                             frame_batching=self.vae_decode, method="decode")
-            self._compiled["decode"] = jax.jit(fn)
+            self._compiled["decode"] = jax.jit(fn, compiler_options=memory_optimized())
         return self._compiled["decode"](self.components.vae_params, latents)
 
     def _image_latents(self, image, batch: int, plan, key, mode: str):

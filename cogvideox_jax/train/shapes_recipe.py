@@ -93,6 +93,7 @@ def stage_tokenizer(recipe, out: str, dataset: str) -> dict:
 
 
 def _load_t5(recipe, folder: str):
+    from cogvideox_jax.compiler_options import memory_optimized
     from cogvideox_jax.convert.params_checkpoint import restore_params
     from cogvideox_jax.models.t5.t5_encoder import T5EncoderModel
 
@@ -143,7 +144,8 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
 
     vae = AutoencoderKLCogVideoX(recipe.vae)
     vparams = restore_params(os.path.join(vae_dir, "params"))
-    enc = jax.jit(lambda p, v: vae.apply({"params": p}, v, frame_batching="whole", method="encode").mean)
+    enc = jax.jit(lambda p, v: vae.apply({"params": p}, v, frame_batching="whole", method="encode").mean,
+                  compiler_options=memory_optimized())
     train = os.path.join(dataset, "train")
     clips = _train_clips(dataset, progress)
     means = []

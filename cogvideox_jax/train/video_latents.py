@@ -22,6 +22,7 @@ def frozen_posterior_encoders(pretrained_root: str, *, text_len: int = 226, vae_
                               text_folder: str = "text_encoder", tokenizer_folder: str = "tokenizer"):
     """``(encode_posterior, encode_text, scaling_factor)``: ``encode_posterior(video) -> (mean, logvar)``
     (unscaled, what ``cogvideox-jax precompute`` stores) and the T5 prompt encoder."""
+    from cogvideox_jax.compiler_options import memory_optimized
     from cogvideox_jax.convert import load_diffusers
     from cogvideox_jax.convert.safetensors_io import read_config
     from cogvideox_jax.models.t5.prompt_encoding import encode_prompts_jit, load_tokenizer, tokenize_prompts
@@ -32,7 +33,7 @@ def frozen_posterior_encoders(pretrained_root: str, *, text_len: int = 226, vae_
     t5, t5_params = load_diffusers(os.path.join(pretrained_root, text_folder))
     tok = load_tokenizer(os.path.join(pretrained_root, tokenizer_folder))
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=memory_optimized())
     def encode_posterior(video):
         post = vae.apply({"params": vae_params}, video, method="encode")
         return post.mean, post.logvar
