@@ -12,7 +12,7 @@ from configs.shapes import VAEPhase, VAETrainConfig
 from configs.vae import VAEConfig
 from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
 from cogvideox_jax.train.vae_objective import VAELossWeights, foreground_weights, vae_loss
-from cogvideox_jax.train.vae_trainer import random_crops, reconstruct, train_vae
+from cogvideox_jax.train.vae_trainer import foreground_centroids, random_crops, reconstruct, train_vae
 
 TINY = VAEConfig(block_out_channels=(8, 8), down_block_types=("CogVideoXDownBlock3D",) * 2,
                  up_block_types=("CogVideoXUpBlock3D",) * 2, layers_per_block=1, latent_channels=4,
@@ -39,6 +39,25 @@ def test_random_crops_shape_range_and_determinism():
     assert a.min() >= -1.0 and a.max() <= 1.0
     with pytest.raises(ValueError, match="1 \\+ 8k"):
         random_crops(clips, np.random.default_rng(1), 1, 5, 8)
+
+
+def test_object_crops_contain_the_object():
+    """Centered on ``foreground_centroids``, every crop shows the object; plain random crops of the same
+    clips often miss it (a 4x4 object in a 32x32 frame, 8x8 crops)."""
+    rng = np.random.default_rng(0)
+    clips = np.zeros((8, 1, 32, 32, 3), np.uint8)
+    corners = rng.integers(0, 28, (8, 2))
+    for i, (y, x) in enumerate(corners):
+        clips[i] = rng.integers(0, 60, 3)
+        clips[i, 0, y:y + 4, x:x + 4] = 255
+    centers = foreground_centroids(clips)
+    np.testing.assert_allclose(centers, corners + 1.5)
+    crops = random_crops(clips, np.random.default_rng(3), 64, 1, 8, centers)
+    assert (crops.max(axis=(1, 2, 3, 4)) == 1.0).all()
+    plain = random_crops(clips, np.random.default_rng(3), 64, 1, 8)
+    assert (plain.max(axis=(1, 2, 3, 4)) < 1.0).sum() > 16
+    # flat clips (nothing in front of the background) fall back to the frame center
+    np.testing.assert_allclose(foreground_centroids(np.full((1, 1, 9, 9, 3), 7, np.uint8)), [[4.0, 4.0]])
 
 
 def test_vae_loss_terms_match_their_definitions():

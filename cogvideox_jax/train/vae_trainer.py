@@ -21,6 +21,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from cogvideox_jax.compiler_options import memory_optimized
 from cogvideox_jax.parallel.logical_axes import LOGICAL_AXIS_RULES
 from cogvideox_jax.parallel.mesh import make_mesh
 from cogvideox_jax.parallel.param_sharding import param_shardings
@@ -43,8 +44,27 @@ def load_clips(data_root: str, limit: int | None = None, progress: bool = True) 
     return np.stack(clips)
 
 
-def random_crops(clips: np.ndarray, rng: np.random.Generator, batch: int, frames: int, size: int) -> np.ndarray:
-    """``batch`` random (frames, size, size) crops in [-1, 1] float32 (whole clips when sizes match)."""
+def foreground_centroids(clips: np.ndarray, threshold: int = 13) -> np.ndarray:
+    """Per clip, the ``(y, x)`` centroid of the pixels (any frame) that differ from the clip's median
+    color by more than ``threshold`` (uint8 levels) in any channel; the frame center for empty clips.
+    ``(N, 2)`` float32."""
+    n, _, h, w, _ = clips.shape
+    out = np.empty((n, 2), np.float32)
+    for i, clip in enumerate(clips):
+        background = np.median(clip.reshape(-1, clip.shape[-1]), axis=0)
+        mask = (np.abs(clip.astype(np.int16) - background).max(axis=-1) > threshold).any(axis=0)
+        ys, xs = np.nonzero(mask)
+        out[i] = (ys.mean(), xs.mean()) if len(ys) else ((h - 1) / 2, (w - 1) / 2)
+    return out
+
+
+def random_crops(clips: np.ndarray, rng: np.random.Generator, batch: int, frames: int, size: int,
+                 centers: np.ndarray | None = None) -> np.ndarray:
+    """``batch`` random (frames, size, size) crops in [-1, 1] float32 (whole clips when sizes match).
+
+    With ``centers`` (``(N, 2)``, e.g. ``foreground_centroids``) each crop window is drawn among those
+    whose middle half contains the clip's center point, so crops of small objects on flat backgrounds
+    show the object instead of mostly background."""
     n, t, h, w, _ = clips.shape
     if (frames - 1) % 8:
         raise ValueError(f"crop frames must be 1 + 8k (an odd number of latent frames), got {frames}")
@@ -52,8 +72,14 @@ def random_crops(clips: np.ndarray, rng: np.random.Generator, batch: int, frames
         raise ValueError(f"crop ({frames}, {size}, {size}) larger than the clips {clips.shape[1:4]}")
     idx = rng.integers(0, n, batch)
     t0 = rng.integers(0, t - frames + 1, batch)
-    y0 = rng.integers(0, h - size + 1, batch)
-    x0 = rng.integers(0, w - size + 1, batch)
+    if centers is None:
+        y0 = rng.integers(0, h - size + 1, batch)
+        x0 = rng.integers(0, w - size + 1, batch)
+    else:
+        # window start in [c - 3/4 size, c - 1/4 size], clipped to the frame
+        c = centers[idx] + rng.uniform(-size / 4, size / 4, (batch, 2)) - size / 2
+        y0 = np.clip(np.round(c[:, 0]), 0, h - size).astype(int)
+        x0 = np.clip(np.round(c[:, 1]), 0, w - size).astype(int)
     out = np.stack([clips[i, a:a + frames, y:y + size, x:x + size] for i, a, y, x in zip(idx, t0, y0, x0)])
     return out.astype(np.float32) / 127.5 - 1.0
 
@@ -67,7 +93,8 @@ def reconstruct(vae, params, clips: np.ndarray, batch_size: int = 4, frame_batch
     """Encode (posterior mode) and decode uint8 clips; returns uint8 reconstructions."""
     fn = jax.jit(lambda p, v: vae.apply({"params": p}, vae.apply({"params": p}, v, frame_batching=frame_batching,
                                                                    method="encode").mode(),
-                                        frame_batching=frame_batching, method="decode"))
+                                        frame_batching=frame_batching, method="decode"),
+                 compiler_options=memory_optimized())
     out = []
     for i in range(0, len(clips), batch_size):
         v = clips[i:i + batch_size].astype(np.float32) / 127.5 - 1.0
@@ -113,10 +140,11 @@ def train_vae(vae, cfg, train_clips: np.ndarray, *, mesh: str = "data=-1", log_p
     log = open(log_path, "a", encoding="utf-8") if log_path else None
     bar = tqdm(total=cfg.steps, desc="vae", unit="step", disable=not progress)
     global_step, t_last = 0, time.time()
+    centers = foreground_centroids(train_clips) if getattr(cfg, "object_crops", False) else None
     for pi, phase in enumerate(cfg.phases):
         for _ in range(phase.steps):
             rng = np.random.default_rng([cfg.seed, global_step])
-            host = random_crops(train_clips, rng, phase.batch_size, phase.frames, phase.size)
+            host = random_crops(train_clips, rng, phase.batch_size, phase.frames, phase.size, centers)
             video = jax.make_array_from_callback(host.shape, batch_sh, lambda idx, a=host: a[idx])
             with jax.set_mesh(mesh):
                 params, opt_state, metrics = jitted(params, opt_state, video,
