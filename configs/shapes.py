@@ -59,16 +59,20 @@ class VAEPhase:
 
 @dataclass(frozen=True)
 class VAETrainConfig:
-    # whole-mode decode gives back F frames only for F = 1 + 8k (an odd number of latent frames)
-    phases: tuple[VAEPhase, ...] = (VAEPhase(steps=1000, batch_size=4, frames=NUM_FRAMES, size=32),
-                                    VAEPhase(steps=150, batch_size=2, frames=NUM_FRAMES, size=SIZE))
+    # whole-mode decode gives back F frames only for F = 1 + 8k (an odd number of latent frames).
+    # Single frames first (32 objects per step: colors and outlines are learnt from images, the first-
+    # frame path), then 9-frame crops (motion through the time compression), then whole clips.
+    phases: tuple[VAEPhase, ...] = (VAEPhase(steps=600, batch_size=32, frames=1, size=32),
+                                    VAEPhase(steps=300, batch_size=4, frames=NUM_FRAMES, size=32),
+                                    VAEPhase(steps=300, batch_size=2, frames=NUM_FRAMES, size=SIZE))
     lr: float = 1e-3
     warmup_steps: int = 50
     final_lr_ratio: float = 0.1     # cosine decay over all phases
     l1_weight: float = 1.0
     mse_weight: float = 1.0
     kl_weight: float = 1e-4         # on the per-element mean KL
-    foreground_weight: float = 0.0  # extra weight on object pixels (see train/vae_objective.py)
+    foreground_weight: float = 4.0  # extra weight on object pixels (see train/vae_objective.py)
+    object_crops: bool = True       # crops drawn around each clip's object (vae_trainer.random_crops)
     grad_clip: float = 1.0
     seed: int = 0
     eval_clips: int = 32            # held-out clips for the PSNR printed at the end
@@ -87,7 +91,7 @@ def transformer_train_config() -> TrainConfig:
         ema_decay=0.999,
         optimizer=OptimizerConfig(lr=1e-3, warmup_steps=100, schedule="cosine", final_lr_ratio=0.05,
                                   weight_decay=1e-4, grad_clip=1.0),
-        stages=(StageConfig(name="shapes", steps=3000, num_frames=NUM_FRAMES, height=SIZE, width=SIZE),),
+        stages=(StageConfig(name="shapes", steps=4000, num_frames=NUM_FRAMES, height=SIZE, width=SIZE),),
         checkpoint=CheckpointConfig(directory="checkpoints", every_steps=500, keep_last=1, keep_best=0),
         data=DataConfig(kind="precomputed"),
         log_every=50,

@@ -24,7 +24,7 @@ def _toy_recipe():
         dataset=DatasetConfig(num_train=8, num_heldout=4, num_frames=9, size=64, seed=3),
         vae=VAEConfig(block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=4, norm_num_groups=4,
                       sample_height=64, sample_width=64, scaling_factor=1.0),
-        vae_train=dataclasses.replace(r.vae_train, phases=(VAEPhase(3, 2, 9, 32), VAEPhase(1, 1, 9, 64)),
+        vae_train=dataclasses.replace(r.vae_train, phases=(VAEPhase(3, 2, 1, 32), VAEPhase(1, 1, 9, 64)),
                                       eval_clips=2, log_every=1),
         transformer=dataclasses.replace(r.transformer, in_channels=4, out_channels=4, num_layers=1),
         transformer_train=dataclasses.replace(
