@@ -93,7 +93,6 @@ def stage_tokenizer(recipe, out: str, dataset: str) -> dict:
 
 
 def _load_t5(recipe, folder: str):
-    from cogvideox_jax.compiler_options import memory_optimized
     from cogvideox_jax.convert.params_checkpoint import restore_params
     from cogvideox_jax.models.t5.t5_encoder import T5EncoderModel
 
@@ -138,6 +137,7 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     import jax
     from tqdm.auto import tqdm
 
+    from cogvideox_jax.compiler_options import memory_optimized
     from cogvideox_jax.convert.params_checkpoint import restore_params
     from cogvideox_jax.models.t5.prompt_encoding import encode_text, load_tokenizer
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX

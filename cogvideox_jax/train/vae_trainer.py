@@ -140,7 +140,7 @@ def train_vae(vae, cfg, train_clips: np.ndarray, *, mesh: str = "data=-1", log_p
     log = open(log_path, "a", encoding="utf-8") if log_path else None
     bar = tqdm(total=cfg.steps, desc="vae", unit="step", disable=not progress)
     global_step, t_last = 0, time.time()
-    centers = foreground_centroids(train_clips) if getattr(cfg, "object_crops", False) else None
+    centers = foreground_centroids(train_clips) if cfg.object_crops else None
     for pi, phase in enumerate(cfg.phases):
         for _ in range(phase.steps):
             rng = np.random.default_rng([cfg.seed, global_step])
