@@ -109,7 +109,7 @@ def test_vbench_adapter_calls_compute_with_full_info(tmp_path, monkeypatch):
     import sys
     import types
 
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
     calls = {}
 
     def load_dimension_info(json_dir, dimension, lang):  # verbatim logic of vbench.utils
@@ -125,11 +125,12 @@ def test_vbench_adapter_calls_compute_with_full_info(tmp_path, monkeypatch):
 
     def compute_scene(json_dir, device, submodules):
         _, infos = load_dimension_info(json_dir, "scene", "en")
-        calls.update(device=str(device), submodules=submodules, scenes=[i["auxiliary_info"]["scene"]["scene"] for i in infos])
+        calls.update(device=device, submodules=submodules, scenes=[i["auxiliary_info"]["scene"]["scene"] for i in infos])
         return 0.25, [{"video_path": p} for i in infos for p in i["video_list"]]
 
     fake = types.ModuleType("vbench.scene")
     fake.compute_scene = compute_scene
+    fake.torch = torch  # every vbench dimension module does ``import torch``
     monkeypatch.setitem(sys.modules, "vbench", types.ModuleType("vbench"))
     monkeypatch.setitem(sys.modules, "vbench.scene", fake)
     entries = prompt_suites.load_suite("scene")[:2]
@@ -137,5 +138,5 @@ def test_vbench_adapter_calls_compute_with_full_info(tmp_path, monkeypatch):
     dim = vbench_adapter.VBenchDimension("scene", str(tmp_path / "tag2text_swin_14m.pth"), device="cpu")
     score, per_video = dim.evaluate(found)
     assert score == 0.25 and len(per_video) == 2
-    assert calls["scenes"] == ["alley", "amusement park"] and calls["device"] == "cpu"
+    assert calls["scenes"] == ["alley", "amusement park"] and calls["device"] == torch.device("cpu")
     assert calls["submodules"]["vit"] == "swin_b" and calls["submodules"]["image_size"] == 384

@@ -94,13 +94,14 @@ class VBenchDimension:
         )
 
     def evaluate(self, prompt_videos: Sequence[PromptVideos]) -> tuple[float, list]:
-        import torch
-
         module = importlib.import_module(f"vbench.{self.dimension}")
+        # VBench's API takes a torch.device (GRiT reads ``device.type``); it is built with the torch
+        # the VBench module imported itself, so this package never imports torch.
+        device = module.torch.device(self.device)
         compute = getattr(module, f"compute_{self.dimension}")
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, f"{self.dimension}_full_info.json")
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(full_info_entries(self.dimension, prompt_videos), f)
-            score, video_results = compute(path, torch.device(self.device), submodules(self.dimension, self.weights))
+            score, video_results = compute(path, device, submodules(self.dimension, self.weights))
         return float(score), video_results
