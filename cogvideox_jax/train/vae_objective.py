@@ -26,12 +26,17 @@ class VAELossWeights:
     foreground: float = 0.0
 
 
-def foreground_weights(video, foreground: float, threshold: float = 0.1):
-    """Per-pixel weights ``(B, T, H, W, 1)``: ``1 + foreground`` where a pixel differs from its clip's
-    median color by more than ``threshold`` (on the [-1, 1] scale, any channel), else 1."""
+def foreground_mask(video, threshold: float = 0.1):
+    """``(B, T, H, W, 1)`` bool: the pixels of ``video`` (B, T, H, W, C) in [-1, 1] that differ from
+    their clip's median color by more than ``threshold`` in any channel (the object, on the shapes
+    data's flat backgrounds)."""
     background = jnp.median(video.reshape(video.shape[0], -1, video.shape[-1]), axis=1)
-    diff = jnp.abs(video - background[:, None, None, None, :]).max(axis=-1, keepdims=True)
-    return 1.0 + foreground * (diff > threshold).astype(jnp.float32)
+    return jnp.abs(video - background[:, None, None, None, :]).max(axis=-1, keepdims=True) > threshold
+
+
+def foreground_weights(video, foreground: float, threshold: float = 0.1):
+    """Per-pixel weights ``(B, T, H, W, 1)``: ``1 + foreground`` on ``foreground_mask``, else 1."""
+    return 1.0 + foreground * foreground_mask(video, threshold).astype(jnp.float32)
 
 
 def vae_loss(vae, params, video, key, weights: VAELossWeights = VAELossWeights()):

@@ -25,7 +25,7 @@ from cogvideox_jax.compiler_options import memory_optimized
 from cogvideox_jax.parallel.logical_axes import LOGICAL_AXIS_RULES
 from cogvideox_jax.parallel.mesh import make_mesh
 from cogvideox_jax.parallel.param_sharding import param_shardings
-from cogvideox_jax.train.vae_objective import VAELossWeights, make_vae_train_step
+from cogvideox_jax.train.vae_objective import VAELossWeights, foreground_mask, make_vae_train_step
 
 
 def load_clips(data_root: str, limit: int | None = None, progress: bool = True) -> np.ndarray:
@@ -44,17 +44,16 @@ def load_clips(data_root: str, limit: int | None = None, progress: bool = True) 
     return np.stack(clips)
 
 
-def foreground_centroids(clips: np.ndarray, threshold: int = 13) -> np.ndarray:
-    """Per clip, the ``(y, x)`` centroid of the pixels (any frame) that differ from the clip's median
-    color by more than ``threshold`` (uint8 levels) in any channel; the frame center for empty clips.
-    ``(N, 2)`` float32."""
+def foreground_centroids(clips: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Per uint8 clip, the ``(y, x)`` centroid of its ``foreground_mask`` pixels (any frame; the
+    pixels the foreground-weighted loss weighs); the frame center for clips with none. ``(N, 2)``."""
     n, _, h, w, _ = clips.shape
+    mask_fn = jax.jit(lambda v: foreground_mask(v.astype(jnp.float32) / 127.5 - 1.0)[..., 0].any(axis=1))
     out = np.empty((n, 2), np.float32)
-    for i, clip in enumerate(clips):
-        background = np.median(clip.reshape(-1, clip.shape[-1]), axis=0)
-        mask = (np.abs(clip.astype(np.int16) - background).max(axis=-1) > threshold).any(axis=0)
-        ys, xs = np.nonzero(mask)
-        out[i] = (ys.mean(), xs.mean()) if len(ys) else ((h - 1) / 2, (w - 1) / 2)
+    for start in range(0, n, batch_size):
+        for i, mask in enumerate(np.asarray(mask_fn(clips[start:start + batch_size])), start):
+            ys, xs = np.nonzero(mask)
+            out[i] = (ys.mean(), xs.mean()) if len(ys) else ((h - 1) / 2, (w - 1) / 2)
     return out
 
 
