@@ -91,8 +91,8 @@ def transformer_train_config() -> TrainConfig:
         ema_decay=0.999,
         optimizer=OptimizerConfig(lr=1e-3, warmup_steps=100, schedule="cosine", final_lr_ratio=0.05,
                                   weight_decay=1e-4, grad_clip=1.0),
-        stages=(StageConfig(name="shapes", steps=4000, num_frames=NUM_FRAMES, height=SIZE, width=SIZE),),
-        checkpoint=CheckpointConfig(directory="checkpoints", every_steps=500, keep_last=1, keep_best=0),
+        stages=(StageConfig(name="shapes", steps=9000, num_frames=NUM_FRAMES, height=SIZE, width=SIZE),),
+        checkpoint=CheckpointConfig(directory="checkpoints", every_steps=1500, keep_last=1, keep_best=0),
         data=DataConfig(kind="precomputed"),
         log_every=50,
     )
