@@ -15,14 +15,27 @@ from cogvideox_jax.models.vae.conv_weights import ConvWeights, conv3d_native, co
 from cogvideox_jax.parallel.time_context import active_time_context, causal_pad_time_split, drop_seam
 
 
+def causal_front(x, kt: int, cache=None):
+    """The ``kt - 1`` frames that precede ``x`` for a causal conv: the cache, or frame 0 repeated."""
+    if cache is None:
+        return jnp.repeat(x[:, :1], kt - 1, axis=1)
+    return cache.astype(x.dtype)
+
+
 def causal_pad_time(x, kt: int, cache=None):
     """Return ``(padded_x, new_cache)``; ``new_cache`` is None when ``kt == 1``."""
     if kt == 1:
         return x, None
-    if cache is None:
-        cache = jnp.repeat(x[:, :1], kt - 1, axis=1)
-    xp = jnp.concatenate([cache.astype(x.dtype), x], axis=1)
+    xp = jnp.concatenate([causal_front(x, kt, cache), x], axis=1)
     return xp, xp[:, -(kt - 1) :]
+
+
+def next_cache(front, x, kt: int):
+    """The last ``kt - 1`` frames of ``concat(front, x)`` (without building the concatenation)."""
+    n = kt - 1
+    if x.shape[1] >= n:
+        return x[:, x.shape[1] - n :]
+    return jnp.concatenate([front[:, x.shape[1] :], x], axis=1)
 
 
 class CausalConv3d(nn.Module):
@@ -46,8 +59,11 @@ class CausalConv3d(nn.Module):
         if kt > 1 and cache is None and active_time_context() is not None:
             # time split over a mesh axis (parallel/time_context.py): halo from the previous shards
             return drop_seam(conv(causal_pad_time_split(x, kt), kernel, bias, pad), kt), None
-        xp, new_cache = causal_pad_time(x, kt, cache)
-        return conv(xp, kernel, bias, pad), new_cache
+        if kt == 1 or self.native_conv3d:
+            xp, new_cache = causal_pad_time(x, kt, cache)
+            return conv(xp, kernel, bias, pad), new_cache
+        y = conv3d_valid_time(x, kernel, bias, pad, front=kt - 1 if cache is None else cache.astype(x.dtype))
+        return y, next_cache(causal_front(x, kt, cache), x, kt)
 
 
 class PointwiseConv3d(nn.Module):

@@ -40,27 +40,78 @@ class ConvWeights(nn.Module):
         return kernel.astype(self.dtype), bias.astype(self.dtype)
 
 
-def conv3d_valid_time(x, kernel, bias, spatial_padding):
+# Frames of at least this many elements (H * W * C) are convolved one output frame at a time (see
+# ``conv3d_valid_time``): at the real VAE's 128-channel full-resolution decoder levels this is faster
+# and needs a fraction of the temporaries; on small frames the loop's overhead does not pay.
+FRAME_LOOP_MIN_ELEMENTS = 128 * 128 * 64
+
+
+def use_frame_loop(frame_elements: int, frames: int) -> bool:
+    """Whether a per-frame op over ``frames`` output frames of ``frame_elements`` elements each runs
+    as a ``frame_loop`` (see ``FRAME_LOOP_MIN_ELEMENTS``)."""
+    return frames > 1 and frame_elements >= FRAME_LOOP_MIN_ELEMENTS
+
+
+def frame_loop(output_frame, count: int):
+    """``stack([output_frame(i) for i in range(count)], axis=1)`` as a loop that writes each frame in
+    place: ``output_frame(i)`` (traced ``i``) gives frame i, (B, ...). The buffer starts as frame 0
+    broadcast, a fresh buffer the loop updates in place (a constant zeros buffer would be shared by
+    every loop of the same shape, and copied into each)."""
+    first = output_frame(0)
+    out = jnp.broadcast_to(first[:, None], (first.shape[0], count, *first.shape[1:]))
+    return lax.fori_loop(1, count, lambda i, o: lax.dynamic_update_index_in_dim(o, output_frame(i), i, 1), out)
+
+
+def conv3d_valid_time(x, kernel, bias, spatial_padding, front=None):
     """Conv over (T, H, W) of channels-last ``x`` (B, T, H, W, C): no time padding, given spatial.
 
-    Written as a sum over the time taps of 2D convolutions of the frames (batched as B*T'), which
-    XLA:CPU runs much faster than a native 3D convolution and which is exact.
+    ``front`` (optional): frames that precede ``x`` in time (a causal conv's padding or cache), either
+    an array (B, F, H, W, C) or an int F meaning frame 0 of ``x`` repeated F times; the conv runs over
+    ``concat(front, x)`` without that concatenation being materialised on the frame-loop path.
+
+    Written as a sum over the time taps of 2D convolutions of the frames, which XLA:CPU runs much
+    faster than a native 3D convolution and which is exact. Small frames: each tap is one 2D
+    convolution of all frames batched as B*T' (the tap's time slice is a copy of the input). Large
+    frames (``FRAME_LOOP_MIN_ELEMENTS``): a loop over the output frames, each the sum of ``kt``
+    single-frame 2D convolutions written in place into the output; the same sums in the same order,
+    so the same result, with one output frame's inputs in flight instead of ``kt`` sliced copies of
+    the padded clip.
     """
-    x, spatial_padding = split_padding(x, spatial_padding)
-    kt = kernel.shape[0]
+    x, padding = split_padding(x, spatial_padding)
+    if front is not None and not isinstance(front, int):
+        front, _ = split_padding(front, spatial_padding)
+    kt, kh, kw = kernel.shape[:3]
     b, t, h, w, c = x.shape
-    t_out = t - kt + 1
-    (ph0, ph1), (pw0, pw1) = spatial_padding
+    nf = 0 if front is None else front if isinstance(front, int) else front.shape[1]
+    t_out = nf + t - kt + 1
+    (ph0, ph1), (pw0, pw1) = padding
+
+    def conv2d(frames, k):
+        return lax.conv_general_dilated(frames, k, window_strides=(1, 1), padding=((ph0, ph1), (pw0, pw1)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    if use_frame_loop(h * w * c, t_out):
+        def frame(s):  # frame s of concat(front, x), (B, H, W, C)
+            xs = lax.dynamic_index_in_dim(x, jnp.maximum(s - nf, 0), axis=1, keepdims=False)
+            if front is None or isinstance(front, int):
+                return xs
+            fs = lax.dynamic_index_in_dim(front, jnp.minimum(s, nf - 1), axis=1, keepdims=False)
+            return jnp.where(s < nf, fs, xs)
+
+        def output_frame(i):
+            y = conv2d(frame(i), kernel[0])
+            for j in range(1, kt):
+                y = y + conv2d(frame(i + j), kernel[j])
+            return y + bias
+
+        return frame_loop(output_frame, t_out)
+    if isinstance(front, int):
+        front = jnp.repeat(x[:, :1], front, axis=1)
+    if front is not None:
+        x = jnp.concatenate([front.astype(x.dtype), x], axis=1)
     out = None
     for i in range(kt):
-        xi = x[:, i : i + t_out].reshape(b * t_out, h, w, c)
-        yi = lax.conv_general_dilated(
-            xi,
-            kernel[i],
-            window_strides=(1, 1),
-            padding=((ph0, ph1), (pw0, pw1)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        yi = conv2d(x[:, i : i + t_out].reshape(b * t_out, h, w, c), kernel[i])
         out = yi if out is None else out + yi
     out = out + bias
     return out.reshape(b, t_out, *out.shape[1:])

@@ -51,9 +51,14 @@ class SpatialNorm3D(nn.Module):
     @nn.compact
     def __call__(self, f, zq, silu: bool = False):
         c = f.shape[-1]
-        zq = resize_latent_like(zq.astype(self.dtype), f.shape)
+        zq = zq.astype(self.dtype)
+        # conv_y/conv_b are pointwise (1x1x1), so they commute with the nearest resize: applied at the
+        # latent's resolution and resized after, the same values without the (T, H, W, C) conv outputs
+        # and resized latents of the full resolution ever being materialised (the resize fuses into
+        # the multiply-add below).
         conv_y, _ = CausalConv3d(c, (1, 1, 1), self.dtype, self.param_dtype, name="conv_y")(zq)
         conv_b, _ = CausalConv3d(c, (1, 1, 1), self.dtype, self.param_dtype, name="conv_b")(zq)
+        conv_y, conv_b = resize_latent_like(conv_y, f.shape), resize_latent_like(conv_b, f.shape)
         # eps is hard-coded 1e-6 in the reference
         norm_f = GroupNorm(self.num_groups, 1e-6, jnp.float32, self.param_dtype, name="norm_layer")(f)
         y = norm_f * conv_y.astype(jnp.float32) + conv_b.astype(jnp.float32)
