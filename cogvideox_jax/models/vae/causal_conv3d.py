@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cogvideox_jax.models.vae.conv_weights import ConvWeights, conv3d_native, conv3d_valid_time
+from cogvideox_jax.models.vae.deferred_frames import DeferredFrames, materialize
 from cogvideox_jax.parallel.time_context import active_time_context, causal_pad_time_split, drop_seam
 
 
@@ -38,6 +39,12 @@ def next_cache(front, x, kt: int):
     return jnp.concatenate([front[:, x.shape[1] :], x], axis=1)
 
 
+def _last_frames(x, n: int):
+    """The last (up to) ``n`` frames of ``DeferredFrames``, transformed."""
+    t = x.shape[1]
+    return x.frames(max(t - n, 0), min(n, t))
+
+
 class CausalConv3d(nn.Module):
     """``(x, cache) -> (y, new_cache)``; x is (B, T, H, W, C), y is (B, T, H, W, features)."""
 
@@ -53,8 +60,14 @@ class CausalConv3d(nn.Module):
         kernel, bias = ConvWeights(
             (kt, kh, kw, x.shape[-1], self.features), self.dtype, self.param_dtype, name="conv"
         )()
-        x = x.astype(self.dtype)
         pad = (((kh - 1) // 2,) * 2, ((kw - 1) // 2,) * 2)
+        if isinstance(x, DeferredFrames) and kt > 1 and not self.native_conv3d:
+            # the frame loop normalises the frames it reads (deferred_frames.py); the cache holds
+            # normalised frames, as the reference's cache of this conv's padded input does
+            front = (jnp.repeat(x.frames(0, 1), kt - 1, axis=1) if cache is None else cache).astype(self.dtype)
+            y = conv3d_valid_time(x, kernel, bias, pad, front=kt - 1 if cache is None else front)
+            return y, next_cache(front, _last_frames(x, kt - 1), kt)
+        x = materialize(x).astype(self.dtype)
         conv = conv3d_native if self.native_conv3d else conv3d_valid_time
         if kt > 1 and cache is None and active_time_context() is not None:
             # time split over a mesh axis (parallel/time_context.py): halo from the previous shards

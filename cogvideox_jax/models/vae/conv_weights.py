@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from cogvideox_jax.parallel.height_split import split_padding
@@ -68,6 +69,7 @@ def conv3d_valid_time(x, kernel, bias, spatial_padding, front=None):
     ``front`` (optional): frames that precede ``x`` in time (a causal conv's padding or cache), either
     an array (B, F, H, W, C) or an int F meaning frame 0 of ``x`` repeated F times; the conv runs over
     ``concat(front, x)`` without that concatenation being materialised on the frame-loop path.
+    ``x`` may be ``DeferredFrames`` (a norm applied where the loop reads each frame).
 
     Written as a sum over the time taps of 2D convolutions of the frames, which XLA:CPU runs much
     faster than a native 3D convolution and which is exact. Small frames: each tap is one 2D
@@ -77,22 +79,29 @@ def conv3d_valid_time(x, kernel, bias, spatial_padding, front=None):
     so the same result, with one output frame's inputs in flight instead of ``kt`` sliced copies of
     the padded clip.
     """
-    x, padding = split_padding(x, spatial_padding)
+    kt, kh, kw = kernel.shape[:3]
+    nf = 0 if front is None else front if isinstance(front, int) else front.shape[1]
+    t_out = nf + x.shape[1] - kt + 1
+    loop = use_frame_loop(int(np.prod(x.shape[2:])), t_out)
+    deferred = hasattr(x, "materialize")  # DeferredFrames (deferred_frames.py): never under a split
+    if deferred and not loop:
+        x, deferred = x.materialize(), False
+    padding = spatial_padding
+    if not deferred:
+        x, padding = split_padding(x, spatial_padding)
     if front is not None and not isinstance(front, int):
         front, _ = split_padding(front, spatial_padding)
-    kt, kh, kw = kernel.shape[:3]
     b, t, h, w, c = x.shape
-    nf = 0 if front is None else front if isinstance(front, int) else front.shape[1]
-    t_out = nf + t - kt + 1
     (ph0, ph1), (pw0, pw1) = padding
 
     def conv2d(frames, k):
         return lax.conv_general_dilated(frames, k, window_strides=(1, 1), padding=((ph0, ph1), (pw0, pw1)),
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-    if use_frame_loop(h * w * c, t_out):
+    if loop:
         def frame(s):  # frame s of concat(front, x), (B, H, W, C)
-            xs = lax.dynamic_index_in_dim(x, jnp.maximum(s - nf, 0), axis=1, keepdims=False)
+            i = jnp.maximum(s - nf, 0)
+            xs = x.frame(i) if deferred else lax.dynamic_index_in_dim(x, i, axis=1, keepdims=False)
             if front is None or isinstance(front, int):
                 return xs
             fs = lax.dynamic_index_in_dim(front, jnp.minimum(s, nf - 1), axis=1, keepdims=False)

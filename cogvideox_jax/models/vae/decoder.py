@@ -15,6 +15,7 @@ from configs.vae import VAEConfig
 from cogvideox_jax.models.vae.blocks import ResnetStack
 from cogvideox_jax.models.vae.causal_conv3d import CausalConv3d
 from cogvideox_jax.models.vae.spatial_norm import SpatialNorm3D
+from cogvideox_jax.models.vae.deferred_frames import worth_deferring
 
 
 class Decoder3D(nn.Module):
@@ -46,6 +47,6 @@ class Decoder3D(nn.Module):
                 name=f"up_blocks_{i}",
                 **kw,
             )(h, z, cache.get(f"up_block_{i}"))
-        h = SpatialNorm3D(cfg.norm_num_groups, name="norm_out", **kw)(h, z, silu=True)
+        h = SpatialNorm3D(cfg.norm_num_groups, name="norm_out", **kw)(h, z, silu=True, defer=worth_deferring(h))
         h, new["conv_out"] = CausalConv3d(cfg.out_channels, (3, 3, 3), name="conv_out", **kw)(h, cache.get("conv_out"))
         return h, new

@@ -14,6 +14,7 @@ from configs.vae import VAEConfig
 from cogvideox_jax.models.vae.blocks import ResnetStack
 from cogvideox_jax.models.vae.causal_conv3d import CausalConv3d
 from cogvideox_jax.models.vae.group_norm import GroupNorm
+from cogvideox_jax.models.vae.deferred_frames import worth_deferring
 
 
 class Encoder3D(nn.Module):
@@ -45,7 +46,7 @@ class Encoder3D(nn.Module):
             chans[-1], 2, cfg.norm_num_groups, cfg.norm_eps, name="mid_block", **kw
         )(h, None, cache.get("mid_block"))
         # the reference hard-codes eps 1e-6 for norm_out
-        h = GroupNorm(cfg.norm_num_groups, 1e-6, name="norm_out", **kw)(h, silu=True)
+        h = GroupNorm(cfg.norm_num_groups, 1e-6, name="norm_out", **kw)(h, silu=True, defer=worth_deferring(h))
         h, new["conv_out"] = CausalConv3d(2 * cfg.latent_channels, (3, 3, 3), name="conv_out", **kw)(
             h, cache.get("conv_out")
         )

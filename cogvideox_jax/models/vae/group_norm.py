@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cogvideox_jax.models.vae.deferred_frames import DeferredFrames
 from cogvideox_jax.parallel.height_split import active_height_context
 from cogvideox_jax.parallel.logical_axes import logical_init
 from cogvideox_jax.parallel.time_context import active_time_context, split_sum
@@ -34,9 +35,9 @@ def _group_stats(xg, num_frames: int | None):
     return mean[:, None, :, None], var[:, None, :, None]
 
 
-def group_norm(x, scale, bias, num_groups: int, eps: float, *, silu: bool = False, out_dtype=None):
-    """Normalise (B, ..., C) per (batch, group) over every other axis; statistics in float32."""
-    out_dtype = out_dtype or x.dtype
+def group_norm_affine(x, scale, bias, num_groups: int, eps: float):
+    """Per-(batch, channel) float32 multiplier ``a`` and offset ``b``, shaped to broadcast against
+    ``x`` (B, ..., C), with ``GroupNorm(x) = x * a + b``; statistics in float32."""
     shape = x.shape
     c = shape[-1]
     xg = x.reshape(shape[0], -1, num_groups, c // num_groups).astype(jnp.float32)
@@ -47,10 +48,21 @@ def group_norm(x, scale, bias, num_groups: int, eps: float, *, silu: bool = Fals
     bb = bias.astype(jnp.float32).reshape(1, 1, num_groups, c // num_groups)
     a = inv * g
     b = bb - mean * a
-    y = xg * a + b
+    bshape = (shape[0],) + (1,) * (x.ndim - 2) + (c,)
+    return a.reshape(bshape), b.reshape(bshape)
+
+
+def affine_silu(x, a, b, silu: bool, out_dtype):
+    y = x.astype(jnp.float32) * a + b
     if silu:
         y = y * jax.nn.sigmoid(y)
-    return y.astype(out_dtype).reshape(shape)
+    return y.astype(out_dtype)
+
+
+def group_norm(x, scale, bias, num_groups: int, eps: float, *, silu: bool = False, out_dtype=None):
+    """Normalise (B, ..., C) per (batch, group) over every other axis; statistics in float32."""
+    a, b = group_norm_affine(x, scale, bias, num_groups, eps)
+    return affine_silu(x, a, b, silu, out_dtype or x.dtype)
 
 
 class GroupNorm(nn.Module):
@@ -60,8 +72,13 @@ class GroupNorm(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, silu: bool = False):
+    def __call__(self, x, silu: bool = False, defer: bool = False):
+        """``defer``: return ``DeferredFrames`` (normalised where they are read; the caller decides,
+        e.g. with ``worth_deferring(x)``)."""
         c = x.shape[-1]
         scale = self.param("scale", logical_init(nn.initializers.ones, ("norm",)), (c,), self.param_dtype)
         bias = self.param("bias", logical_init(nn.initializers.zeros, ("norm",)), (c,), self.param_dtype)
-        return group_norm(x, scale, bias, self.num_groups, self.epsilon, silu=silu, out_dtype=self.dtype)
+        a, b = group_norm_affine(x, scale, bias, self.num_groups, self.epsilon)
+        if defer:
+            return DeferredFrames(x, lambda frames, start: affine_silu(frames, a, b, silu, self.dtype))
+        return affine_silu(x, a, b, silu, self.dtype)

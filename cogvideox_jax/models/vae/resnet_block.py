@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cogvideox_jax.models.vae.causal_conv3d import CausalConv3d, PointwiseConv3d
+from cogvideox_jax.models.vae.deferred_frames import worth_deferring
 from cogvideox_jax.models.vae.group_norm import GroupNorm
 from cogvideox_jax.models.vae.spatial_norm import SpatialNorm3D
 from cogvideox_jax.parallel.logical_axes import constrain
@@ -27,9 +28,11 @@ class ResnetBlock3D(nn.Module):
     param_dtype: Any = jnp.float32
 
     def _norm(self, name, h, zq):
+        # on large frames the norm is applied inside the next conv's frame loop (deferred_frames.py)
+        defer = worth_deferring(h)
         if self.spatial_norm:
-            return SpatialNorm3D(self.num_groups, self.dtype, self.param_dtype, name=name)(h, zq, silu=True)
-        return GroupNorm(self.num_groups, self.eps, self.dtype, self.param_dtype, name=name)(h, silu=True)
+            return SpatialNorm3D(self.num_groups, self.dtype, self.param_dtype, name=name)(h, zq, silu=True, defer=defer)
+        return GroupNorm(self.num_groups, self.eps, self.dtype, self.param_dtype, name=name)(h, silu=True, defer=defer)
 
     @nn.compact
     def __call__(self, x, zq: Optional[jnp.ndarray] = None, cache: Optional[dict] = None):
