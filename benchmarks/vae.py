@@ -94,9 +94,15 @@ def run_jax(args):
     fn = fn.lower(shapes, inp).compile()
     compile_s = time.perf_counter() - t0
     host_rng = np.random.default_rng(0)
-    params = jax.tree.map(lambda s: jax.device_put(
-        (host_rng.random(s.shape, dtype=np.float32) * 2 - 1) / np.float32(np.sqrt(max(1, np.prod(s.shape[:-1]))))),
-        shapes)
+
+    def host_init(s):  # uniform(-1, 1) / sqrt(fan_in), one host buffer per leaf
+        a = host_rng.random(s.shape, dtype=np.float32)
+        a *= 2
+        a -= 1
+        a /= np.float32(np.sqrt(max(1, np.prod(s.shape[:-1]))))
+        return jax.device_put(a)
+
+    params = jax.tree.map(host_init, shapes)
     jax.block_until_ready(params)
     t0 = time.perf_counter()
     jax.block_until_ready(fn(params, inp))
