@@ -14,8 +14,8 @@ import jax.numpy as jnp
 from configs.vae import VAEConfig
 from cogvideox_jax.models.vae.blocks import ResnetStack
 from cogvideox_jax.models.vae.causal_conv3d import CausalConv3d
-from cogvideox_jax.models.vae.spatial_norm import SpatialNorm3D
 from cogvideox_jax.models.vae.deferred_frames import worth_deferring
+from cogvideox_jax.models.vae.spatial_norm import SpatialNorm3D
 
 
 class Decoder3D(nn.Module):

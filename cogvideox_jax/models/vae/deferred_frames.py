@@ -51,4 +51,3 @@ def worth_deferring(x) -> bool:
 
 def materialize(x):
     return x.materialize() if isinstance(x, DeferredFrames) else x
-
