@@ -81,12 +81,12 @@ def test_vae_decode_with_every_conv_looped(monkeypatch):
     shapes = jax.eval_shape(lambda: vae.init(jax.random.PRNGKey(1), video[:, :1]))["params"]
     leaves, tree = jax.tree.flatten(shapes)
     params = jax.tree.unflatten(tree, [_rand(i, s.shape, 0.3) for i, s in enumerate(leaves)])
-    z = _rand(99, (1, 3, 2, 3, 4))
+    z = _rand(99, (1, 5, 2, 3, 4))  # diffusers frame batching: 3 latent frames, then a 2-frame chunk with caches
     outs = []
     for threshold in (1 << 62, 0):
         monkeypatch.setattr(conv_weights, "FRAME_LOOP_MIN_ELEMENTS", threshold)
         outs.append(jax.jit(lambda p, z: vae.apply({"params": p}, z, method="decode"))(params, z))
     dec_b, dec_l = outs
-    chex.assert_shape(dec_l, (1, 9, 16, 24, 3))
+    chex.assert_shape(dec_l, (1, 17, 16, 24, 3))
     np.testing.assert_allclose(dec_l, dec_b, rtol=1e-4, atol=1e-4 * float(jnp.abs(dec_b).max()))
     assert float(jnp.abs(dec_b).std()) > 1e-3

@@ -16,33 +16,25 @@ from cogvideox_jax.models.vae.deferred_frames import DeferredFrames, materialize
 from cogvideox_jax.parallel.time_context import active_time_context, causal_pad_time_split, drop_seam
 
 
-def causal_front(x, kt: int, cache=None):
-    """The ``kt - 1`` frames that precede ``x`` for a causal conv: the cache, or frame 0 repeated."""
-    if cache is None:
-        return jnp.repeat(x[:, :1], kt - 1, axis=1)
-    return cache.astype(x.dtype)
-
-
 def causal_pad_time(x, kt: int, cache=None):
     """Return ``(padded_x, new_cache)``; ``new_cache`` is None when ``kt == 1``."""
     if kt == 1:
         return x, None
-    xp = jnp.concatenate([causal_front(x, kt, cache), x], axis=1)
+    if cache is None:
+        cache = jnp.repeat(x[:, :1], kt - 1, axis=1)
+    xp = jnp.concatenate([cache.astype(x.dtype), x], axis=1)
     return xp, xp[:, -(kt - 1) :]
 
 
-def next_cache(front, x, kt: int):
-    """The last ``kt - 1`` frames of ``concat(front, x)`` (without building the concatenation)."""
-    n = kt - 1
-    if x.shape[1] >= n:
-        return x[:, x.shape[1] - n :]
-    return jnp.concatenate([front[:, x.shape[1] :], x], axis=1)
-
-
-def _last_frames(x, n: int):
-    """The last (up to) ``n`` frames of ``DeferredFrames``, transformed."""
-    t = x.shape[1]
-    return x.frames(max(t - n, 0), min(n, t))
+def next_cache(x, kt: int, cache=None):
+    """The last ``kt - 1`` frames of ``concat(front, x)``, front being ``cache`` or frame 0 repeated,
+    without building the concatenation; ``x`` an array or ``DeferredFrames`` (its frames transformed)."""
+    n, t = kt - 1, x.shape[1]
+    last = x.frames(max(t - n, 0), min(n, t)) if isinstance(x, DeferredFrames) else x[:, max(t - n, 0) :]
+    if t >= n:
+        return last
+    front = jnp.repeat(last[:, :1], n, axis=1) if cache is None else cache.astype(last.dtype)
+    return jnp.concatenate([front[:, t:], last], axis=1)
 
 
 class CausalConv3d(nn.Module):
@@ -61,22 +53,20 @@ class CausalConv3d(nn.Module):
             (kt, kh, kw, x.shape[-1], self.features), self.dtype, self.param_dtype, name="conv"
         )()
         pad = (((kh - 1) // 2,) * 2, ((kw - 1) // 2,) * 2)
-        if isinstance(x, DeferredFrames) and kt > 1 and not self.native_conv3d:
-            # the frame loop normalises the frames it reads (deferred_frames.py); the cache holds
-            # normalised frames, as the reference's cache of this conv's padded input does
-            front = (jnp.repeat(x.frames(0, 1), kt - 1, axis=1) if cache is None else cache).astype(self.dtype)
-            y = conv3d_valid_time(x, kernel, bias, pad, front=kt - 1 if cache is None else front)
-            return y, next_cache(front, _last_frames(x, kt - 1), kt)
-        x = materialize(x).astype(self.dtype)
-        conv = conv3d_native if self.native_conv3d else conv3d_valid_time
-        if kt > 1 and cache is None and active_time_context() is not None:
-            # time split over a mesh axis (parallel/time_context.py): halo from the previous shards
-            return drop_seam(conv(causal_pad_time_split(x, kt), kernel, bias, pad), kt), None
-        if kt == 1 or self.native_conv3d:
-            xp, new_cache = causal_pad_time(x, kt, cache)
-            return conv(xp, kernel, bias, pad), new_cache
-        y = conv3d_valid_time(x, kernel, bias, pad, front=kt - 1 if cache is None else cache.astype(x.dtype))
-        return y, next_cache(causal_front(x, kt, cache), x, kt)
+        # DeferredFrames (a norm to apply where the frames are read, deferred_frames.py) reach the
+        # frame-looped conv3d_valid_time as they are; the cache then holds transformed frames, as the
+        # reference's cache of this conv's padded input does
+        if not (isinstance(x, DeferredFrames) and kt > 1 and not self.native_conv3d):
+            x = materialize(x).astype(self.dtype)
+            conv = conv3d_native if self.native_conv3d else conv3d_valid_time
+            if kt > 1 and cache is None and active_time_context() is not None:
+                # time split over a mesh axis (parallel/time_context.py): halo from the previous shards
+                return drop_seam(conv(causal_pad_time_split(x, kt), kernel, bias, pad), kt), None
+            if kt == 1 or self.native_conv3d:
+                xp, new_cache = causal_pad_time(x, kt, cache)
+                return conv(xp, kernel, bias, pad), new_cache
+        front = kt - 1 if cache is None else cache.astype(self.dtype)
+        return conv3d_valid_time(x, kernel, bias, pad, front=front), next_cache(x, kt, cache)
 
 
 class PointwiseConv3d(nn.Module):

@@ -59,12 +59,6 @@ def affine_silu(x, a, b, silu: bool, out_dtype):
     return y.astype(out_dtype)
 
 
-def group_norm(x, scale, bias, num_groups: int, eps: float, *, silu: bool = False, out_dtype=None):
-    """Normalise (B, ..., C) per (batch, group) over every other axis; statistics in float32."""
-    a, b = group_norm_affine(x, scale, bias, num_groups, eps)
-    return affine_silu(x, a, b, silu, out_dtype or x.dtype)
-
-
 class GroupNorm(nn.Module):
     num_groups: int = 32
     epsilon: float = 1e-6
