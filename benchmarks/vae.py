@@ -3,12 +3,19 @@
     python benchmarks/vae.py                       # both sides, both ops, table
     python benchmarks/vae.py --latent-frames 3 --latent-size 16 --repeats 3
     python benchmarks/vae.py --sides jax --scheduler default  # JAX with XLA:CPU's default scheduler
+    python benchmarks/vae.py --weights /tmp/vae2b  # both sides load one checkpoint folder (written if absent)
+    python benchmarks/vae.py --weights /tmp/vae2b --ops load  # the loaders alone
 
 Decodes (1, 3, 16, 16, 16) latents -> (1, 9, 128, 128, 3) and encodes the inverse. Each (side, op)
 runs in its own subprocess so that peak memory is that side's alone: ``peak_rss`` is the
 process's ru_maxrss (includes imports, random init and, for JAX, XLA compilation);
-``run_rss`` is the peak RSS sampled (every 2 ms) during the steady-state calls only. Compile
-time (JAX) is the first call minus a steady-state call. Timings are noisy on a shared machine.
+``run_rss`` is the peak RSS sampled (every 2 ms) during the steady-state calls only. By default
+each side random-inits (torch: the module's own init; JAX: host buffers filled leaf by leaf, the
+buffers ``load_diffusers`` builds); with ``--weights DIR`` both load the same diffusers folder
+(``from_pretrained`` / ``load_diffusers``; a random-init 2b VAE is saved there first if DIR has none)
+and the load counts in the peak. diffusers memory-maps the weights file, so only the weights an op
+touches (the decoder's for decode) ever become resident; the JAX side then loads only that half
+(``load_diffusers(..., parts=("decoder",))``). Timings are noisy on a shared machine.
 The JAX side compiles with the project's memory-optimized XLA:CPU options (``--scheduler memory``,
 ``cogvideox_jax/compiler_options.py``) unless ``--scheduler default``.
 """
@@ -90,19 +97,33 @@ def run_jax(args):
     # checkpoint (the torch side's eager random init is the same kind of work; a jitted ``vae.init``
     # would add its program's temporaries, ~1.4 GiB here, to the peak).
     shapes = jax.eval_shape(lambda k: nn.unbox(vae.init(k, jnp.zeros((1, 1, 8, 8, 3)))["params"]), jax.random.PRNGKey(0))
+    if args.weights:  # only the half the op uses, as torch's memory-mapped from_pretrained only pages that in
+        from cogvideox_jax.convert.vae import VAE_PARTS
+
+        part = "decoder" if args.op == "decode" else "encoder"
+        shapes = {k: v for k, v in shapes.items() if k in VAE_PARTS[part]}
     t0 = time.perf_counter()
     fn = fn.lower(shapes, inp).compile()
     compile_s = time.perf_counter() - t0
-    host_rng = np.random.default_rng(0)
+    if args.weights:
+        from cogvideox_jax.convert import load_diffusers
 
-    def host_init(s):  # uniform(-1, 1) / sqrt(fan_in), one host buffer per leaf
-        a = host_rng.random(s.shape, dtype=np.float32)
-        a *= 2
-        a -= 1
-        a /= np.float32(np.sqrt(max(1, np.prod(s.shape[:-1]))))
-        return jax.device_put(a)
+        params = load_diffusers(args.weights, parts=(part,))[1]
+    else:
+        from cogvideox_jax.convert.host_arrays import aligned_empty
 
-    params = jax.tree.map(host_init, shapes)
+        host_rng = np.random.default_rng(0)
+
+        def host_init(s):  # uniform(-1, 1) / sqrt(fan_in) into the aligned host buffer XLA adopts
+            a = aligned_empty(s.shape, np.float32)
+            host_rng.random(dtype=np.float32, out=a)
+            a *= 2
+            a -= 1
+            a /= np.float32(np.sqrt(max(1, np.prod(s.shape[:-1]))))
+            return a
+
+        params = jax.tree.map(host_init, shapes)
+    params = jax.device_put(params)
     jax.block_until_ready(params)
     t0 = time.perf_counter()
     jax.block_until_ready(fn(params, inp))
@@ -130,7 +151,7 @@ def run_torch(args):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = AutoencoderKLCogVideoX().eval()
+    model = (AutoencoderKLCogVideoX.from_pretrained(args.weights) if args.weights else AutoencoderKLCogVideoX()).eval()
     zshape, xshape = _shapes(args)
     rng = np.random.default_rng(0)
     if args.op == "decode":
@@ -152,8 +173,30 @@ def run_torch(args):
     return dict(time_s=min(times), times=times, compile_s=0.0, first_s=first, run_rss_mb=sampler.peak)
 
 
+def run_load(args):
+    """Only load the ``--weights`` folder (all of it): the loader's own time and peak memory."""
+    if args.side == "jax":
+        import jax
+
+        from cogvideox_jax.convert import load_diffusers
+
+        t0 = time.perf_counter()
+        params = jax.device_put(load_diffusers(args.weights)[1])
+        jax.block_until_ready(params)
+    else:
+        from diffusers import AutoencoderKLCogVideoX
+
+        t0 = time.perf_counter()
+        AutoencoderKLCogVideoX.from_pretrained(args.weights)
+    t = time.perf_counter() - t0
+    return dict(time_s=t, times=[t], compile_s=0.0, first_s=t, run_rss_mb=float("nan"))
+
+
 def worker(args):
-    res = run_jax(args) if args.side == "jax" else run_torch(args)
+    if args.op == "load":
+        res = run_load(args)
+    else:
+        res = run_jax(args) if args.side == "jax" else run_torch(args)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(res))
 
@@ -161,7 +204,7 @@ def worker(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--side", choices=["jax", "torch"])
-    ap.add_argument("--op", choices=["encode", "decode"])
+    ap.add_argument("--op", choices=["encode", "decode", "load"])
     ap.add_argument("--ops", default="decode,encode")
     ap.add_argument("--latent-frames", type=int, default=3)
     ap.add_argument("--latent-size", type=int, default=16)
@@ -172,16 +215,23 @@ def main():
                     help="JAX side: XLA:CPU's memory-optimized instruction scheduler (what the project's VAE jits"
                          " use, cogvideox_jax/compiler_options.py) or XLA's default (concurrency-optimized)")
     ap.add_argument("--sides", default="jax,torch")
+    ap.add_argument("--weights", default="", help="a diffusers vae/ folder both sides load (random-init 2b VAE"
+                                                   " written there first if it has no config.json)")
     args = ap.parse_args()
     if args.side:
         return worker(args)
+    if "load" in args.ops.split(",") and not args.weights:
+        raise SystemExit("--ops load needs --weights DIR")
+    if args.weights and not os.path.exists(os.path.join(args.weights, "config.json")):
+        subprocess.run([sys.executable, "-c", "import sys, torch, diffusers; torch.manual_seed(0); "
+                        "diffusers.AutoencoderKLCogVideoX().save_pretrained(sys.argv[1])", args.weights], check=True)
     results = {}
     for op in args.ops.split(","):
         for side in args.sides.split(","):
             cmd = [sys.executable, __file__, "--side", side, "--op", op] + [
                 f"--latent-frames={args.latent_frames}", f"--latent-size={args.latent_size}",
                 f"--repeats={args.repeats}", f"--threads={args.threads}", f"--frame-batching={args.frame_batching}",
-                f"--scheduler={args.scheduler}",
+                f"--scheduler={args.scheduler}", f"--weights={args.weights}",
             ]
             out = subprocess.run(cmd, capture_output=True, text=True)
             line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
@@ -197,7 +247,7 @@ def main():
                 print(f"             XLA buffers: temp {r['xla_temp_mb']:.0f} MiB, arguments {r['xla_args_mb']:.0f} MiB", flush=True)
     zshape, xshape = _shapes(args)
     print(f"\nlatents {zshape} <-> video {xshape}, frame_batching={args.frame_batching}, threads={args.threads},"
-          f" JAX scheduler={args.scheduler}")
+          f" JAX scheduler={args.scheduler}, weights={args.weights or 'random init'}")
     for op in args.ops.split(","):
         if ("jax", op) not in results or ("torch", op) not in results:
             continue

@@ -102,6 +102,22 @@ def test_param_dtype_bf16(saved):
     assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.bfloat16)}
 
 
+@pytest.mark.parametrize("param_dtype", [jnp.float32, jnp.bfloat16])
+def test_loaded_params_are_adopted_by_xla_without_a_copy(saved, param_dtype):
+    """Every loaded weight is a C-contiguous, 64-byte-aligned host array (kernels transposed into
+    their final layout), which XLA:CPU takes as a device buffer without copying it."""
+    model, folder = saved
+    _, params = load_diffusers(folder, param_dtype=param_dtype)
+    leaves = jax.tree.leaves(params)
+    assert all(isinstance(x, np.ndarray) and x.flags.c_contiguous and x.ctypes.data % 64 == 0 for x in leaves)
+    assert {x.dtype for x in leaves} == {jnp.dtype(param_dtype)}
+    kernel = params["decoder"]["conv_in"]["conv"]["kernel"]
+    ref = model.decoder.conv_in.conv.weight.detach().numpy().transpose(2, 3, 4, 1, 0)
+    np.testing.assert_array_equal(kernel, ref.astype(param_dtype))
+    if jax.devices()[0].platform == "cpu":
+        assert jax.device_put(kernel).unsafe_buffer_pointer() == kernel.ctypes.data
+
+
 def test_corrupt_weights_file_is_a_format_error(saved, tmp_path):
     _, folder = saved
     bad = tmp_path / "bad"
@@ -194,3 +210,22 @@ def test_tiling_matches_diffusers_tiled_and_documents_error_vs_untiled(saved):
     e_enc, e_dec = rel_err(mean, untiled_mean), rel_err(dec, untiled_dec)
     print(f"tiled vs untiled: encode {e_enc:.3g}, decode {e_dec:.3g} (max|diff| / max|untiled|)")
     assert 1e-4 < e_enc < 2.0 and 1e-4 < e_dec < 2.0
+
+
+def test_decoder_only_and_encoder_only_loads(saved):
+    """``parts=`` loads one half of the VAE; each half's method runs on it and equals the full load."""
+    _, folder = saved
+    vae, full = load_diffusers(folder)
+    _, dec = load_diffusers(folder, parts=("decoder",))
+    _, enc = load_diffusers(folder, parts=("encoder",))
+    assert set(dec) == {"decoder"} and set(enc) == {"encoder"}
+    for part in (dec, enc):
+        chex.assert_trees_all_equal(part, {k: full[k] for k in part})
+    z = jax.random.normal(jax.random.PRNGKey(0), (1, 2, 4, 6, vae.config.latent_channels))
+    np.testing.assert_array_equal(vae.apply({"params": dec}, z, method="decode"),
+                                  vae.apply({"params": full}, z, method="decode"))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (1, 5, 16, 24, 3), minval=-1, maxval=1)
+    np.testing.assert_array_equal(vae.apply({"params": enc}, x, method="encode").mean,
+                                  vae.apply({"params": full}, x, method="encode").mean)
+    with pytest.raises(ValueError, match="parts"):
+        load_diffusers(folder, parts=("decoder", "text"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -59,31 +59,60 @@ def find_weight_files(folder: str) -> list[str]:
     )
 
 
-def read_safetensors(paths: str | Iterable[str]) -> dict[str, np.ndarray]:
-    """Read every tensor of one or more safetensors files into a flat ``{name: np.ndarray}``."""
-    from safetensors import safe_open
+class SafetensorsTensors(Mapping):
+    """``{name: np.ndarray}`` over one or more safetensors files, each tensor read when accessed.
 
-    if isinstance(paths, str):
-        paths = [paths]
-    tensors: dict[str, np.ndarray] = {}
-    for path in paths:
+    The files' headers are read (and validated) up front. A tensor is read by opening its file for
+    that tensor alone: safetensors maps the whole file, and every mapped page read stays in the
+    process's resident memory while the file is open, so reading a checkpoint through one open
+    handle costs the checkpoint twice (its pages plus the copies). Converters take the tensors one
+    at a time, so a load holds the converted weights plus about one tensor.
+    """
+
+    def __init__(self, paths: Iterable[str]):
+        self._file_of: dict[str, str] = {}
+        for path in paths:
+            for key in self._open(path, lambda f: list(f.keys())):
+                if key in self._file_of:
+                    raise CheckpointFormatError(f"tensor {key!r} appears in more than one shard ({path})")
+                self._file_of[key] = path
+
+    @staticmethod
+    def _open(path: str, read):
+        from safetensors import safe_open
+
         try:
             with safe_open(path, framework="np") as f:
-                for key in f.keys():
-                    if key in tensors:
-                        raise CheckpointFormatError(f"tensor {key!r} appears in more than one shard ({path})")
-                    tensors[key] = f.get_tensor(key)
-        except CheckpointFormatError:
-            raise
+                return read(f)
         except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError
             raise CheckpointFormatError(
                 f"cannot read safetensors file {path!r}: {type(e).__name__}: {e}. "
                 "The file is corrupt, truncated or not a safetensors file."
             ) from e
-    return tensors
+
+    def only(self, prefixes: Iterable[str]) -> "SafetensorsTensors":
+        """The tensors whose names start with one of ``prefixes`` (nothing is read)."""
+        prefixes = tuple(prefixes)
+        out = SafetensorsTensors(())
+        out._file_of = {k: p for k, p in self._file_of.items() if k.startswith(prefixes)}
+        return out
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._open(self._file_of[key], lambda f: f.get_tensor(key))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._file_of)
+
+    def __len__(self) -> int:
+        return len(self._file_of)
 
 
-def read_folder(folder: str) -> dict[str, np.ndarray]:
+def read_safetensors(paths: str | Iterable[str]) -> SafetensorsTensors:
+    """The tensors of one or more safetensors files as a lazy ``{name: np.ndarray}`` mapping."""
+    return SafetensorsTensors([paths] if isinstance(paths, str) else paths)
+
+
+def read_folder(folder: str) -> SafetensorsTensors:
     """Read all weights of a diffusers / transformers model folder."""
     return read_safetensors(find_weight_files(folder))
 

@@ -14,6 +14,7 @@ import numpy as np
 from flax import traverse_util
 
 from cogvideox_jax.convert.errors import WeightMismatchError
+from cogvideox_jax.convert.host_arrays import aligned_copy
 
 
 def abstract_params(module, *init_args, **init_kwargs) -> dict:
@@ -40,6 +41,11 @@ def assemble_params(
       unused_source_keys: source (PyTorch) names that no mapping rule consumed; reported as
         unexpected keys.
       dtype: cast every array to this dtype (default: keep the expected dtype).
+
+    Each weight is copied once, in its final layout and dtype, into a 64-byte-aligned host
+    buffer (``host_arrays``: XLA:CPU adopts those without a copy). A ``converted`` dict is
+    emptied as it is copied, so that each source tensor can be freed as soon as its weight is
+    built (peak: the checkpoint plus one weight, not two copies of it).
     """
     flat_expected = traverse_util.flatten_dict(expected)
     missing = ["/".join(k) for k in flat_expected if k not in converted]
@@ -51,8 +57,8 @@ def assemble_params(
     ]
     if missing or unexpected or mismatched:
         raise WeightMismatchError(missing, unexpected, mismatched, context=context)
+    take = converted.pop if isinstance(converted, dict) else converted.__getitem__
     out = {}
     for k, v in flat_expected.items():
-        target = dtype if dtype is not None else v.dtype
-        out[k] = np.asarray(converted[k]).astype(target)
+        out[k] = aligned_copy(take(k), dtype if dtype is not None else v.dtype)
     return traverse_util.unflatten_dict(out)

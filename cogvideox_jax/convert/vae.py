@@ -8,7 +8,7 @@ params (missing / unexpected / shape mismatch -> ``WeightMismatchError``).
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -63,21 +63,35 @@ def vae_config_from_folder(folder: str) -> VAEConfig:
         raise CheckpointFormatError(f"invalid VAE config.json in {folder!r}: {e}") from e
 
 
-def load_vae(folder: str, dtype=jnp.float32, param_dtype=jnp.float32, config_overrides: Mapping | None = None):
-    """Load a diffusers VAE folder: returns ``(AutoencoderKLCogVideoX module, params)``."""
+# The modules each half of the VAE uses (top-level param names; the quant convs are 1x1x1 convs).
+VAE_PARTS = {"encoder": ("encoder", "quant_conv"), "decoder": ("decoder", "post_quant_conv")}
+
+
+def load_vae(folder: str, dtype=jnp.float32, param_dtype=jnp.float32, config_overrides: Mapping | None = None,
+             parts: Sequence[str] = ("encoder", "decoder")):
+    """Load a diffusers VAE folder: returns ``(AutoencoderKLCogVideoX module, params)``.
+
+    ``parts=("decoder",)`` loads only the weights ``decode`` uses (``("encoder",)``: ``encode``), e.g.
+    for text-to-video sampling, which never encodes; the other half's tensors are not read.
+    """
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
 
     cfg = vae_config_from_folder(folder)
     if config_overrides:
         cfg = cfg.replace(**config_overrides)
     module = AutoencoderKLCogVideoX(cfg, dtype=dtype, param_dtype=param_dtype)
-    state = read_folder(folder)
-    converted, unused = convert_vae_state_dict(state)
+    unknown = set(parts) - set(VAE_PARTS)
+    if unknown or not parts:
+        raise ValueError(f"parts must be a non-empty subset of {sorted(VAE_PARTS)}, got {parts!r}")
+    modules = [m for part in parts for m in VAE_PARTS[part]]
+    source = read_folder(folder)
+    if set(parts) != set(VAE_PARTS):
+        source = source.only(m + "." for m in modules)
+    converted, unused = convert_vae_state_dict(source)
     s = cfg.spatial_compression
     dummy = jnp.zeros((1, 1, s, s, cfg.in_channels), jnp.float32)
-    expected = abstract_params(module, dummy)
+    expected = {k: v for k, v in abstract_params(module, dummy).items() if k in modules}
     params = assemble_params(
         converted, expected, unused_source_keys=unused, context=f"VAE {folder}", dtype=param_dtype
     )
-    params = {k: v for k, v in params.items()}
     return module, params

@@ -1,0 +1,30 @@
+"""Host (numpy) buffers that XLA can adopt without copying.
+
+XLA:CPU takes a numpy array as a device buffer without a copy (``jax.device_put``, or a jitted
+call's numpy argument) only when its data is 64-byte aligned; numpy's own allocations are 16-byte
+aligned, so an ordinary array is copied — for a checkpoint's params, a second full copy of the
+weights on every call that receives them. Converters therefore write each converted weight once,
+in its final layout and dtype, into an aligned buffer.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+XLA_CPU_ALIGNMENT = 64
+
+
+def aligned_empty(shape, dtype, alignment: int = XLA_CPU_ALIGNMENT) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an ``alignment``-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + alignment, np.uint8)
+    start = (-raw.ctypes.data) % alignment
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_copy(x, dtype=None) -> np.ndarray:
+    """``x`` (any layout, e.g. a transposed view) copied into an aligned C-contiguous array of ``dtype``."""
+    x = np.asarray(x)
+    out = aligned_empty(x.shape, x.dtype if dtype is None else dtype)
+    np.copyto(out, x, casting="unsafe")
+    return out
