@@ -11,8 +11,9 @@ latents ``(1, t, h, w, 16)`` + 226 text tokens, fp32, batch 1. Each side runs in
 * ``jax``: ``jax.jit(model.apply)``; compile time = first call minus one steady-state call;
 * ``torch``: diffusers ``CogVideoXTransformer3DModel`` with the pipeline's own RoPE preparation,
   ``torch.set_num_threads(--torch-threads)``, ``torch.no_grad``;
-* ``matmul``: a jitted fp32 square matmul (``--matmul-size``) - the machine's XLA fp32 matmul rate,
-  the ceiling the model's matmuls can reach.
+* ``matmul``: the machine's XLA fp32 matmul rate, the ceiling the model's matmuls can reach: by
+  default a jitted matmul of the model's largest shape, the feed-forward's (tokens x width) @
+  (width x 4 width); ``--matmul-shape M,K,N`` for another (e.g. ``3072,3072,3072``).
 
 FLOPs are counted from the config (2 per multiply-add): every linear layer (patch embed, text
 projection, AdaLN modulation, QKV, out, feed-forward, final AdaLN, proj_out) plus attention's
@@ -55,6 +56,19 @@ def forward_flops(cfg, t: int, h: int, w: int, batch: int = 1) -> float:
     f += cfg.num_layers * per_layer
     f += mm(1, cfg.time_embed_dim, 2 * d) + mm(n_video, d, cfg.patch_volume * cfg.out_dim)  # norm_out, proj_out
     return batch * f
+
+
+def _n_tokens(cfg, args) -> int:
+    pt = cfg.patch_size_t or 1
+    return cfg.max_text_seq_length + (args.t // pt) * (args.h // cfg.patch_size) * (args.w // cfg.patch_size)
+
+
+def _matmul_shape(args) -> tuple[int, int, int]:
+    """``--matmul-shape M,K,N``, or the feed-forward's up-projection at the benchmark's size."""
+    if args.matmul_shape:
+        return tuple(int(x) for x in args.matmul_shape.split(","))
+    cfg = _config(args)
+    return _n_tokens(cfg, args), cfg.inner_dim, 4 * cfg.inner_dim
 
 
 def _inputs(cfg, args):
@@ -127,13 +141,13 @@ def run_matmul(args):
     import jax
     import jax.numpy as jnp
 
-    n = args.matmul_size
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    m, k, n = _matmul_shape(args)
+    a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32)
     mm = jax.jit(jnp.matmul)
     mm(a, b).block_until_ready()
     med, times = _median_time(lambda: mm(a, b).block_until_ready(), args.repeats + 2)
-    return dict(time=med, times=times, gflops=2.0 * n ** 3 / med / 1e9)
+    return dict(time=med, times=times, gflops=2.0 * m * k * n / med / 1e9)
 
 
 def run_interleaved(args):
@@ -170,9 +184,9 @@ def run_interleaved(args):
         with torch.no_grad():
             tmodel(hidden_states=x, encoder_hidden_states=enc, timestep=tt, image_rotary_emb=rope, return_dict=False)
 
-    n = args.matmul_size
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    m, k, n = _matmul_shape(args)
+    a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32)
     mm = jax.jit(jnp.matmul)
     mm(a, b).block_until_ready()
     tcall()
@@ -187,7 +201,7 @@ def run_interleaved(args):
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
     return dict(jax=dict(time=med["jax"], times=times["jax"], compile=first - med["jax"]),
                 torch=dict(time=med["torch"], times=times["torch"]),
-                matmul=dict(time=med["matmul"], times=times["matmul"], gflops=2.0 * n ** 3 / med["matmul"] / 1e9))
+                matmul=dict(time=med["matmul"], times=times["matmul"], gflops=2.0 * m * k * n / med["matmul"] / 1e9))
 
 
 RUNNERS = {"jax": run_jax, "torch": run_torch, "matmul": run_matmul, "interleaved": run_interleaved}
@@ -210,7 +224,7 @@ def main():
     p.add_argument("--w", type=int, default=44)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--torch-threads", type=int, default=2)
-    p.add_argument("--matmul-size", type=int, default=3072)
+    p.add_argument("--matmul-shape", default="", help="M,K,N of the matmul probe (default: the feed-forward's)")
     p.add_argument("--attention-backend", default="auto")
     p.add_argument("--scan-layers", type=int, choices=(0, 1), default=None,
                    help="JAX: nn.scan over the blocks (1) or unrolled (0); default: the preset's (scan)")
@@ -232,7 +246,7 @@ def main():
     else:
         res = {side: _subprocess(side, argv) for side in args.sides.split(",")}
     load1 = os.getloadavg()[0]
-    n_tokens = cfg.max_text_seq_length + args.t * (args.h // cfg.patch_size) * (args.w // cfg.patch_size)
+    n_tokens = _n_tokens(cfg, args)
     print(f"\nCogVideoX transformer forward: width {cfg.inner_dim} ({cfg.num_attention_heads}x"
           f"{cfg.attention_head_dim}), {cfg.num_layers} layers, latents {args.t}x{args.h}x{args.w}x{cfg.in_channels} "
           f"+ {cfg.max_text_seq_length} text tokens = {n_tokens} tokens, fp32, batch 1, RoPE; "
@@ -251,7 +265,8 @@ def main():
               f"{r.get('compile', float('nan')):.1f} | {g:.1f} | "
               f"{(100 * g / rate) if rate else float('nan'):.0f}% | {(r['time'] / ref) if ref else float('nan'):.2f}x |")
     if rate:
-        print(f"\nXLA fp32 matmul {args.matmul_size}^2 (jit): {res['matmul']['time'] * 1e3:.1f} ms -> {rate:.1f} GFLOP/s")
+        shape = "x".join(map(str, _matmul_shape(args)))
+        print(f"\nXLA fp32 matmul {shape} (M x K x N, jit): {res['matmul']['time'] * 1e3:.1f} ms -> {rate:.1f} GFLOP/s")
 
 
 if __name__ == "__main__":
