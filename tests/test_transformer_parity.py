@@ -66,3 +66,9 @@ def test_mismatched_config_errors(tmp_path):
     json.dump(cfg, open(tmp_path / "config.json", "w"))
     with pytest.raises(WeightMismatchError, match="missing keys"):
         load_diffusers(str(tmp_path), scan_layers=False)
+    with pytest.raises(WeightMismatchError, match=r"(?s)missing keys.*incomplete stack"):
+        load_diffusers(str(tmp_path), scan_layers=True)
+    cfg["num_layers"] = model.config.num_layers - 1  # the checkpoint's last block is left over
+    json.dump(cfg, open(tmp_path / "config.json", "w"))
+    with pytest.raises(WeightMismatchError, match=rf"transformer_blocks\.{cfg['num_layers']}\."):
+        load_diffusers(str(tmp_path), scan_layers=True)

@@ -28,3 +28,11 @@ def aligned_copy(x, dtype=None) -> np.ndarray:
     out = aligned_empty(x.shape, x.dtype if dtype is None else dtype)
     np.copyto(out, x, casting="unsafe")
     return out
+
+
+def as_aligned(x, dtype=None) -> np.ndarray:
+    """``x`` itself when it already is an aligned C-contiguous array of ``dtype``, else ``aligned_copy``."""
+    if (isinstance(x, np.ndarray) and x.flags.c_contiguous and x.ctypes.data % XLA_CPU_ALIGNMENT == 0
+            and (dtype is None or x.dtype == np.dtype(dtype))):
+        return x
+    return aligned_copy(x, dtype)

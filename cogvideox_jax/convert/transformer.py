@@ -19,6 +19,7 @@ from flax import traverse_util
 
 from configs.transformer import TransformerConfig
 from cogvideox_jax.convert.errors import CheckpointFormatError
+from cogvideox_jax.convert.host_arrays import aligned_empty
 from cogvideox_jax.convert.safetensors_io import read_config, read_folder
 from cogvideox_jax.convert.tree_check import abstract_params, assemble_params
 
@@ -40,17 +41,35 @@ def _leaf(module_path: tuple[str, ...], kind: str, arr: np.ndarray):
 
 
 def convert_transformer_state_dict(state: Mapping[str, np.ndarray], cfg: TransformerConfig):
-    """``{diffusers name: array}`` -> (``{path_tuple: array}``, unused names)."""
+    """``{diffusers name: array}`` -> (``{path_tuple: array}``, unused names).
+
+    With ``scan_layers`` each block weight is copied straight into its slot of the stacked
+    (aligned) array as it is read, so the source tensors are never all held next to the stack.
+    """
     out: dict[tuple[str, ...], np.ndarray] = {}
-    blocks: dict[int, dict[tuple[str, ...], np.ndarray]] = {}
+    stacks: dict[tuple[str, ...], np.ndarray] = {}
+    filled: dict[tuple[str, ...], set[int]] = {}
     unused = []
+    n = cfg.num_layers
     for name, arr in state.items():
         arr = np.asarray(arr)
         if m := _BLOCK.match(name):
             i, mod, kind = int(m.group(1)), m.group(2), m.group(3)
             mod = _BLOCK_RENAMES.get(mod, mod)
             path, value = _leaf(tuple(mod.split(".")), kind, arr)
-            blocks.setdefault(i, {})[path] = value
+            if not cfg.scan_layers:
+                out[(f"transformer_blocks_{i}",) + path] = value
+                continue
+            if i >= n:
+                unused.append(name)
+                continue
+            if path not in stacks:
+                stacks[path], filled[path] = aligned_empty((n,) + value.shape, value.dtype), set()
+            if stacks[path].shape[1:] != value.shape:
+                unused.append(f"{name} (shape {value.shape}, other layers {stacks[path].shape[1:]})")
+                continue
+            np.copyto(stacks[path][i], value)
+            filled[path].add(i)
         elif name == "patch_embed.proj.weight" and arr.ndim == 4:
             out[("patch_embed", "proj_kernel")] = arr.transpose(2, 3, 1, 0)
         elif name == "patch_embed.proj.bias" and cfg.patch_size_t is None:
@@ -66,19 +85,12 @@ def convert_transformer_state_dict(state: Mapping[str, np.ndarray], cfg: Transfo
             out[path] = value
         else:
             unused.append(name)
-    if cfg.scan_layers and blocks:
-        n = max(blocks) + 1
-        keys = set().union(*(b.keys() for b in blocks.values()))
-        for key in keys:
-            if any(key not in blocks.get(i, {}) for i in range(n)):
-                missing = [f"transformer_blocks.{i}/{'/'.join(key)}" for i in range(n) if key not in blocks.get(i, {})]
-                unused.extend(f"(incomplete stack) {m}" for m in missing)
-                continue
-            out[("transformer_blocks",) + key] = np.stack([blocks[i][key] for i in range(n)])
-    else:
-        for i, b in blocks.items():
-            for key, value in b.items():
-                out[(f"transformer_blocks_{i}",) + key] = value
+    for path, stack in stacks.items():
+        if len(filled[path]) == n:
+            out[("transformer_blocks",) + path] = stack
+        else:
+            unused.extend(f"(incomplete stack) transformer_blocks.{i}/{'/'.join(path)}"
+                          for i in range(n) if i not in filled[path])
     return out, unused
 
 

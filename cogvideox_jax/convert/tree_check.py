@@ -14,7 +14,7 @@ import numpy as np
 from flax import traverse_util
 
 from cogvideox_jax.convert.errors import WeightMismatchError
-from cogvideox_jax.convert.host_arrays import aligned_copy
+from cogvideox_jax.convert.host_arrays import as_aligned
 
 
 def abstract_params(module, *init_args, **init_kwargs) -> dict:
@@ -42,8 +42,8 @@ def assemble_params(
         unexpected keys.
       dtype: cast every array to this dtype (default: keep the expected dtype).
 
-    Each weight is copied once, in its final layout and dtype, into a 64-byte-aligned host
-    buffer (``host_arrays``: XLA:CPU adopts those without a copy). A ``converted`` dict is
+    Each weight ends up in a 64-byte-aligned host buffer in its final layout and dtype
+    (``host_arrays``: XLA:CPU adopts those without a copy), copied there unless it already is one. A ``converted`` dict is
     emptied as it is copied, so that each source tensor can be freed as soon as its weight is
     built (peak: the checkpoint plus one weight, not two copies of it).
     """
@@ -60,5 +60,5 @@ def assemble_params(
     take = converted.pop if isinstance(converted, dict) else converted.__getitem__
     out = {}
     for k, v in flat_expected.items():
-        out[k] = aligned_copy(take(k), dtype if dtype is not None else v.dtype)
+        out[k] = as_aligned(take(k), dtype if dtype is not None else v.dtype)
     return traverse_util.unflatten_dict(out)
