@@ -21,6 +21,7 @@ import numpy as np
 from configs.scheduler import SchedulerConfig
 from cogvideox_jax.convert import pipeline_checkpoint as ckpt
 from cogvideox_jax.convert.errors import CheckpointFormatError
+from cogvideox_jax.convert.host_arrays import as_aligned
 from cogvideox_jax.convert.safetensors_io import read_config
 
 
@@ -114,7 +115,7 @@ def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, pr
             _, params = ckpt.read_component(path, name)
             if name == "transformer":
                 params = _relayout_blocks(params, module.config.scan_layers)
-            params = jax.tree_util.tree_map(lambda x: np.asarray(x).astype(param_dtype), params)
+            params = jax.tree_util.tree_map(lambda x: as_aligned(x, param_dtype), params)  # used in place by XLA:CPU
             loaded[name] = (module, params)
             if progress:
                 progress(name)
