@@ -23,20 +23,25 @@ def aligned_empty(shape, dtype, alignment: int = XLA_CPU_ALIGNMENT) -> np.ndarra
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
-def aligned_copy(x, dtype=None) -> np.ndarray:
-    """``x`` (any layout, e.g. a transposed view) copied into an aligned C-contiguous array of ``dtype``."""
+def copy_into(out: np.ndarray, x) -> np.ndarray:
+    """``out[...] = x`` (cast as needed); a transposed view (Linear / conv kernels from PyTorch
+    layouts) is copied in tiles of its last two axes, ~2x faster than one strided copy, which
+    misses the cache on every element."""
     x = np.asarray(x)
-    out = aligned_empty(x.shape, x.dtype if dtype is None else dtype)
     if x.ndim < 2 or x.flags.c_contiguous:
         np.copyto(out, x, casting="unsafe")
         return out
-    # A transposed view (Linear / conv kernels from PyTorch layouts): copied in tiles of the last two
-    # axes, ~2x faster than one strided copy, which misses the cache on every element.
     rows, cols = x.shape[-2:]
     for i in range(0, rows, _TILE):
         for j in range(0, cols, _TILE):
             np.copyto(out[..., i:i + _TILE, j:j + _TILE], x[..., i:i + _TILE, j:j + _TILE], casting="unsafe")
     return out
+
+
+def aligned_copy(x, dtype=None) -> np.ndarray:
+    """``x`` (any layout, e.g. a transposed view) copied into an aligned C-contiguous array of ``dtype``."""
+    x = np.asarray(x)
+    return copy_into(aligned_empty(x.shape, x.dtype if dtype is None else dtype), x)
 
 
 def as_aligned(x, dtype=None) -> np.ndarray:

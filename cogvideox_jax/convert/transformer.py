@@ -19,7 +19,7 @@ from flax import traverse_util
 
 from configs.transformer import TransformerConfig
 from cogvideox_jax.convert.errors import CheckpointFormatError
-from cogvideox_jax.convert.host_arrays import aligned_empty
+from cogvideox_jax.convert.host_arrays import aligned_empty, copy_into
 from cogvideox_jax.convert.safetensors_io import read_config, read_folder
 from cogvideox_jax.convert.tree_check import abstract_params, assemble_params
 
@@ -68,7 +68,7 @@ def convert_transformer_state_dict(state: Mapping[str, np.ndarray], cfg: Transfo
             if stacks[path].shape[1:] != value.shape:
                 unused.append(f"{name} (shape {value.shape}, other layers {stacks[path].shape[1:]})")
                 continue
-            np.copyto(stacks[path][i], value)
+            copy_into(stacks[path][i], value)
             filled[path].add(i)
         elif name == "patch_embed.proj.weight" and arr.ndim == 4:
             out[("patch_embed", "proj_kernel")] = arr.transpose(2, 3, 1, 0)

@@ -43,9 +43,9 @@ def assemble_params(
       dtype: cast every array to this dtype (default: keep the expected dtype).
 
     Each weight ends up in a 64-byte-aligned host buffer in its final layout and dtype
-    (``host_arrays``: XLA:CPU adopts those without a copy), copied there unless it already is one. A ``converted`` dict is
-    emptied as it is copied, so that each source tensor can be freed as soon as its weight is
-    built (peak: the checkpoint plus one weight, not two copies of it).
+    (``host_arrays``: XLA:CPU adopts those without a copy), copied there unless it already is
+    one. A ``converted`` dict is emptied as it is copied, so that each source tensor can be freed
+    as soon as its weight is built (peak: the checkpoint plus one weight, not two copies of it).
     """
     flat_expected = traverse_util.flatten_dict(expected)
     missing = ["/".join(k) for k in flat_expected if k not in converted]
