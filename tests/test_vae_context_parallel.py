@@ -3,6 +3,7 @@ mesh axes with explicit halo exchange and psum-ed GroupNorm statistics equals si
 from __future__ import annotations
 
 import chex
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -23,16 +24,17 @@ SMALL = VAEConfig(block_out_channels=(8, 16, 16), down_block_types=("CogVideoXDo
 def vae_and_params():
     vae = AutoencoderKLCogVideoX(SMALL)
     x = np.zeros((1, 5, 8, 8, 3), np.float32)
+    shapes = jax.eval_shape(lambda k: nn.unbox(vae.init(k, x, frame_batching="whole")["params"]), jax.random.PRNGKey(1))
+    rng = np.random.default_rng(1)
 
-    @jax.jit
-    def init(key):
-        params = vae.init(key, x, frame_batching="whole")["params"]
-        # random (not init-zero) biases and norm affines so every path carries signal
-        leaves, tree = jax.tree.flatten(params)
-        keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
-        return jax.tree.unflatten(tree, [v + 0.1 * jax.random.normal(k, v.shape) for v, k in zip(leaves, keys)])
+    def init(path, s):  # like the module's init, plus noise on biases and norm affines so every path carries signal
+        name = path[-1].key
+        noise = 0.1 * rng.standard_normal(s.shape).astype(np.float32)
+        if name == "kernel":
+            return (rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))).astype(np.float32)
+        return noise + (1.0 if name == "scale" else 0.0)
 
-    return vae, init(jax.random.PRNGKey(1))
+    return vae, jax.tree_util.tree_map_with_path(init, shapes)
 
 
 def _mesh(spec):
