@@ -80,6 +80,7 @@ def load_vae(folder: str, dtype=jnp.float32, param_dtype=jnp.float32, config_ove
     if config_overrides:
         cfg = cfg.replace(**config_overrides)
     module = AutoencoderKLCogVideoX(cfg, dtype=dtype, param_dtype=param_dtype)
+    parts = (parts,) if isinstance(parts, str) else tuple(parts)
     unknown = set(parts) - set(VAE_PARTS)
     if unknown or not parts:
         raise ValueError(f"parts must be a non-empty subset of {sorted(VAE_PARTS)}, got {parts!r}")
