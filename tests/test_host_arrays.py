@@ -1,4 +1,4 @@
-"""Aligned host buffers: layouts, dtypes, and XLA:CPU adopting them without a copy."""
+"""Loader memory: aligned host buffers (layouts, dtypes, XLA:CPU adopting them without a copy) and the lazy safetensors mapping."""
 from __future__ import annotations
 
 import jax
@@ -28,3 +28,20 @@ def test_as_aligned_keeps_aligned_arrays_and_xla_uses_them_in_place():
     assert unaligned.ctypes.data % 64 != 0 and as_aligned(unaligned).ctypes.data % 64 == 0
     if jax.devices()[0].platform == "cpu":
         assert jax.device_put(a).unsafe_buffer_pointer() == a.ctypes.data
+
+
+def test_safetensors_mapping_reads_a_tensor_only_when_indexed(tmp_path, monkeypatch):
+    from safetensors.numpy import save_file
+
+    from cogvideox_jax.convert.safetensors_io import SafetensorsTensors, read_safetensors
+
+    path = str(tmp_path / "w.safetensors")
+    save_file({"a.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "b.bias": np.ones(2, np.float32)}, path)
+    tensors = read_safetensors(path)
+    reads = []
+    real_open = SafetensorsTensors._open
+    monkeypatch.setattr(SafetensorsTensors, "_open", staticmethod(lambda p, read: reads.append(p) or real_open(p, read)))
+    assert "a.weight" in tensors and "c" not in tensors and set(tensors.only(["b."])) == {"b.bias"}
+    assert reads == []
+    np.testing.assert_array_equal(tensors["a.weight"], np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert reads == [path]

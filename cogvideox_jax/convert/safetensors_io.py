@@ -100,6 +100,9 @@ class SafetensorsTensors(Mapping):
     def __getitem__(self, key: str) -> np.ndarray:
         return self._open(self._file_of[key], lambda f: f.get_tensor(key))
 
+    def __contains__(self, key) -> bool:  # Mapping's default would read the tensor
+        return key in self._file_of
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._file_of)
 

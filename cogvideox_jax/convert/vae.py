@@ -86,7 +86,7 @@ def load_vae(folder: str, dtype=jnp.float32, param_dtype=jnp.float32, config_ove
         raise ValueError(f"parts must be a non-empty subset of {sorted(VAE_PARTS)}, got {parts!r}")
     modules = [m for part in parts for m in VAE_PARTS[part]]
     source = read_folder(folder)
-    if set(parts) != set(VAE_PARTS):
+    if set(parts) != set(VAE_PARTS):  # a whole load keeps every name, so stray tensors are reported
         source = source.only(m + "." for m in modules)
     converted, unused = convert_vae_state_dict(source)
     s = cfg.spatial_compression
