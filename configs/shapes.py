@@ -62,9 +62,9 @@ class VAETrainConfig:
     # whole-mode decode gives back F frames only for F = 1 + 8k (an odd number of latent frames).
     # Single frames first (32 objects per step: colors and outlines are learnt from images, the first-
     # frame path), then 9-frame crops (motion through the time compression), then whole clips.
-    phases: tuple[VAEPhase, ...] = (VAEPhase(steps=600, batch_size=32, frames=1, size=32),
-                                    VAEPhase(steps=300, batch_size=4, frames=NUM_FRAMES, size=32),
-                                    VAEPhase(steps=300, batch_size=2, frames=NUM_FRAMES, size=SIZE))
+    phases: tuple[VAEPhase, ...] = (VAEPhase(steps=600, batch_size=32, frames=1, size=40),
+                                    VAEPhase(steps=500, batch_size=4, frames=NUM_FRAMES, size=40),
+                                    VAEPhase(steps=400, batch_size=2, frames=NUM_FRAMES, size=SIZE))
     lr: float = 1e-3
     warmup_steps: int = 50
     final_lr_ratio: float = 0.1     # cosine decay over all phases
@@ -91,7 +91,7 @@ def transformer_train_config() -> TrainConfig:
         ema_decay=0.999,
         optimizer=OptimizerConfig(lr=1e-3, warmup_steps=100, schedule="cosine", final_lr_ratio=0.05,
                                   weight_decay=1e-4, grad_clip=1.0),
-        stages=(StageConfig(name="shapes", steps=9000, num_frames=NUM_FRAMES, height=SIZE, width=SIZE),),
+        stages=(StageConfig(name="shapes", steps=12000, num_frames=NUM_FRAMES, height=SIZE, width=SIZE),),
         checkpoint=CheckpointConfig(directory="checkpoints", every_steps=1500, keep_last=1, keep_best=0),
         data=DataConfig(kind="precomputed"),
         log_every=50,

@@ -64,13 +64,15 @@ def test_captions_vary():
     assert len(caps) >= 15
 
 
-def test_render_moves_and_stays_inside():
+@pytest.mark.parametrize("side", [64, 32])
+def test_render_moves_and_stays_inside(side):
+    # the largest objects, moving the farthest, fit smaller frames too (radius and margin scale)
     rng = np.random.default_rng(3)
     for d in DIRECTIONS:
         attrs = {"color": "yellow", "shape": "star", "direction": d, "size": "large", "background": "navy"}
-        spec = sample_clip_spec(attrs, rng, num_frames=9, height=64, width=64)
+        spec = sample_clip_spec(attrs, rng, num_frames=9, height=side, width=side)
         frames = render_clip(spec)
-        assert frames.shape == (9, 64, 64, 3) and frames.dtype == np.uint8
+        assert frames.shape == (9, side, side, 3) and frames.dtype == np.uint8
         bg = np.array(BACKGROUNDS["navy"])
         fg = np.abs(frames.astype(int) - bg).sum(-1) > 30
         assert fg.any(axis=(1, 2)).all()
@@ -79,7 +81,8 @@ def test_render_moves_and_stays_inside():
         cy = [np.nonzero(f)[0].mean() for f in fg]
         dx, dy = cx[-1] - cx[0], cy[-1] - cy[0]
         expect = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1), "still": (0, 0)}[d]
-        assert np.sign(round(dx / 5)) == expect[0] and np.sign(round(dy / 5)) == expect[1], (d, dx, dy)
+        step = 5 * side / 64
+        assert np.sign(round(dx / step)) == expect[0] and np.sign(round(dy / step)) == expect[1], (d, dx, dy)
 
 
 def test_coverage_area_matches_geometry():

@@ -94,13 +94,14 @@ class ClipSpec:
 def sample_clip_spec(attrs: dict, rng: np.random.Generator, num_frames: int = 17, height: int = 64,
                      width: int = 64, margin: float = 2.0) -> ClipSpec:
     """Random radius/path for ``attrs`` (color, shape, direction, size, background) that keeps the whole
-    shape at least ``margin`` pixels inside the frame for the entire clip."""
+    shape at least ``margin`` pixels (at a 64-pixel frame; scaled like the radius) inside the frame for
+    the entire clip."""
     side = min(height, width)
     lo, hi = SIZE_RADIUS_64[attrs["size"]]
     radius = float(rng.uniform(lo, hi)) * side / 64.0
     dx, dy = DIRECTION_VECTORS[attrs["direction"]]
     dist = float(rng.uniform(*MOTION_FRACTION)) * side if (dx or dy) else 0.0
-    pad = radius + margin
+    pad = radius + margin * side / 64.0
 
     def axis_range(extent: int, d: float) -> tuple[float, float]:
         # start s with pad <= s and s + d within [pad, extent - pad]

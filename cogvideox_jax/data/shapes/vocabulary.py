@@ -45,8 +45,8 @@ DIRECTION_VECTORS: dict[str, tuple[float, float]] = {
 
 # Object radius range (pixels at a 64-pixel frame; scaled with min(H, W) / 64) per size word.
 SIZE_RADIUS_64: dict[str, tuple[float, float]] = {
-    "small": (5.5, 7.5),
-    "large": (10.0, 12.5),
+    "small": (7.5, 9.5),
+    "large": (13.0, 16.0),
 }
 
 # Net displacement over the clip as a fraction of the frame side (moving clips).

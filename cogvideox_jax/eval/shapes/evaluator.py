@@ -23,8 +23,8 @@ from cogvideox_jax.eval.shapes.shape_moments import classify_shape
 from cogvideox_jax.eval.shapes.shape_templates import classify_by_template
 from cogvideox_jax.eval.shapes.tracks import centroid_track, motion_direction, net_displacement, temporal_consistency
 
-# Half the largest bounding-box side separating "small" (radius <= 7.5) from "large" (radius >= 10) at 64 px.
-SIZE_THRESHOLD_64 = 8.0
+# Half the largest bounding-box side separating "small" (radius <= 9.5) from "large" (radius >= 13) at 64 px.
+SIZE_THRESHOLD_64 = 10.5
 
 
 def _majority(labels) -> str | None:
