@@ -24,10 +24,12 @@ def tiny_cfg(**kw):
     return dataclasses.replace(base, **kw)
 
 
-def test_tiny_model_loss_decreases(tmp_path):
-    tr = Trainer(tiny_cfg(ema_decay=0.9), str(tmp_path))
+def test_tiny_model_loss_decreases(tmp_path, capsys):
+    tr = Trainer(tiny_cfg(ema_decay=0.9), str(tmp_path), progress=False)
     recs = tr.fit()
     tr.close()
+    out, err = capsys.readouterr()
+    assert "step 30" in out and "train:" not in err  # metric lines without the progress bar
     losses = np.array([r["loss"] for r in recs])
     assert len(losses) == 30 and np.isfinite(losses).all()
     assert losses[-8:].mean() < 0.6 * losses[:5].mean(), losses

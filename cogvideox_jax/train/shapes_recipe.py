@@ -167,7 +167,7 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     return {"scaling_factor": scaling, "latents": list(means.shape)}
 
 
-def stage_transformer(recipe, out: str, latents_dir: str) -> dict:
+def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True) -> dict:
     import jax.numpy as jnp
 
     from cogvideox_jax.convert.params_checkpoint import save_params
@@ -178,7 +178,7 @@ def stage_transformer(recipe, out: str, latents_dir: str) -> dict:
     cfg = recipe.transformer_train
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, kind="precomputed", path=latents_dir))
     module = CogVideoXTransformer3D(recipe.transformer, dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.dtype(cfg.param_dtype))
-    trainer = Trainer(cfg, os.path.join(out, "run"), model_spec=spec_for_transformer(module))
+    trainer = Trainer(cfg, os.path.join(out, "run"), model_spec=spec_for_transformer(module), progress=progress)
     records = trainer.fit()
     state = trainer.state
     params = host_tree(state.ema if cfg.ema_decay > 0 else state.params)
@@ -300,7 +300,7 @@ def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = Tr
         "vae": lambda: stage_vae(recipe, p["vae"], p["dataset"], progress),
         "latents": lambda: stage_latents(recipe, p["latents"], p["dataset"], p["vae"], p["tokenizer"],
                                          p["text_encoder"], progress),
-        "transformer": lambda: stage_transformer(recipe, p["transformer"], p["latents"]),
+        "transformer": lambda: stage_transformer(recipe, p["transformer"], p["latents"], progress),
         "checkpoint": lambda: stage_checkpoint(recipe, p["checkpoint"], p),
         "eval": lambda: stage_eval(recipe, p["eval"], p, progress),
     }

@@ -82,10 +82,11 @@ class Trainer:
 
     ``base_params``: host (numpy) params to start from (pretrained weights); default random init.
     ``data_factory(cfg, stage_index, latent_shape, text_shape, batch_size)`` → batch iterator.
+    ``stdout``: print metric lines (and the progress bar); ``progress``: the progress bar alone.
     """
 
     def __init__(self, cfg, workdir: str, *, mesh=None, base_params=None, data_factory=None,
-                 model_spec: ModelSpec | None = None, stdout: bool = True):
+                 model_spec: ModelSpec | None = None, stdout: bool = True, progress: bool = True):
         self.cfg = cfg
         self.workdir = workdir
         self.mesh = make_mesh(mesh if mesh is not None else cfg.mesh, dcn=(cfg.mesh_dcn or None) if mesh is None else None)
@@ -100,6 +101,7 @@ class Trainer:
                                          keep_best=ck.keep_best, async_save=ck.async_save)
         self.log_dir = os.path.join(workdir, "logs")
         self.stdout = stdout
+        self.progress = progress
         self._base_params = base_params
         self.state: TrainState | None = None
         self.state_shardings = None
@@ -206,8 +208,8 @@ class Trainer:
         last_loss = None
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=end, initial=step, desc="train", unit="step", disable=not (self.is_main and self.stdout),
-                   file=sys.stderr)
+        bar = tqdm(total=end, initial=step, desc="train", unit="step",
+                   disable=not (self.is_main and self.stdout and self.progress), file=sys.stderr)
         while step < end:
             index, start = stage_at(cfg.stages, step)
             if current is None or current.index != index:
