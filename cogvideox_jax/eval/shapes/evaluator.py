@@ -15,6 +15,8 @@ from collections import Counter
 import numpy as np
 
 from cogvideox_jax.data.shapes.captions import parse_caption
+from cogvideox_jax.data.shapes.render import shape_polygon
+from cogvideox_jax.data.shapes.vocabulary import SHAPES, SIZE_RADIUS_64
 from cogvideox_jax.eval.shapes.color_masks import (as_float255, estimate_background, foreground_masks,
                                                    frame_colors, name_color, object_alpha)
 from cogvideox_jax.eval.shapes.psnr import psnr
@@ -23,8 +25,21 @@ from cogvideox_jax.eval.shapes.shape_moments import classify_shape
 from cogvideox_jax.eval.shapes.shape_templates import classify_by_template
 from cogvideox_jax.eval.shapes.tracks import centroid_track, motion_direction, net_displacement, temporal_consistency
 
-# Half the largest bounding-box side separating "small" (radius <= 9.5) from "large" (radius >= 13) at 64 px.
-SIZE_THRESHOLD_64 = 10.5
+
+def size_threshold_64() -> float:
+    """Half the largest bounding-box side separating "small" from "large" objects at 64 px: midway
+    between the largest small object's (its radius: circles and diamonds) and the smallest large
+    object's (the narrowest shape at the smallest large radius), from the renderer's own geometry."""
+    def half_extent(shape: str) -> float:
+        poly = shape_polygon(shape, 1.0)
+        return 1.0 if poly is None else float(np.ptp(poly, axis=0).max() / 2)
+
+    widest = max(half_extent(s) for s in SHAPES)
+    narrowest = min(half_extent(s) for s in SHAPES)
+    return (SIZE_RADIUS_64["small"][1] * widest + SIZE_RADIUS_64["large"][0] * narrowest) / 2
+
+
+SIZE_THRESHOLD_64 = size_threshold_64()
 
 
 def _majority(labels) -> str | None:
