@@ -88,6 +88,7 @@ def transformer_train_config() -> TrainConfig:
     return TrainConfig(
         model="shapes", mesh="data=-1", batch_size=16, seed=0, snr_shift_scale=1.0,
         explicit_uniform_sampling=False, text_dropout=0.1, text_len=SHAPES_TRANSFORMER.max_text_seq_length,
+        object_loss_weight=4.0,          # v-loss x5 on the object's latent cells (BENCHMARKS.md)
         ema_decay=0.999,
         optimizer=OptimizerConfig(lr=1e-3, warmup_steps=100, schedule="cosine", final_lr_ratio=0.05,
                                   weight_decay=1e-4, grad_clip=1.0),

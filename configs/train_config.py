@@ -76,6 +76,8 @@ class TrainConfig:
     text_dropout: float = 0.1        # SAT 10 % zero embeddings; finetune/ 0
     image_dropout: float = 0.05      # I2V models: conditioning image zeroed (the reference's 5 %)
     text_len: int = 226
+    object_loss_weight: float = 0.0  # > 0: v-loss x (1 + this) on object latent cells (one object on
+    object_threshold: float = 1.5    # a flat background: train/object_loss_weight.py); 0 disables
     ema_decay: float = 0.0           # 0 disables EMA
     param_dtype: str = "float32"
     dtype: str = "float32"

@@ -69,3 +69,20 @@ def test_stage_bookkeeping():
     assert latent_shape(stages[1], 16)[0] == 21
     assert stage_at(stages, 0) == (0, 0) and stage_at(stages, 9) == (0, 0) and stage_at(stages, 10) == (1, 10)
     assert stage_at(stages, 99) == (1, 10)
+
+
+def test_object_loss_weight_reaches_the_loss(tmp_path):
+    """TrainConfig.object_loss_weight is applied in the jitted step: same batch, timesteps and noise,
+    weights >= 1 on the cells that differ from the clip's background -> a larger loss."""
+    cfg = tiny_cfg(stages=(StageConfig(steps=1, num_frames=5, height=16, width=16),))
+    tr = Trainer(cfg, str(tmp_path))
+    state = tr.build_state()
+    batch = next(tr._stage(0, 0, None).data)
+    losses = []
+    for extra in (0.0, 3.0):
+        fn = jax.jit(make_loss_and_grads(tr.spec.module, StepOptions(tr.alphas_cumprod, object_loss_weight=extra,
+                                                                     object_threshold=0.5), 8))
+        with jax.set_mesh(tr.mesh):
+            losses.append(float(jax.device_get(fn(state, batch))[0]))
+    tr.close()
+    assert losses[1] > 1.05 * losses[0], losses

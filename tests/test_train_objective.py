@@ -129,3 +129,35 @@ def test_config_overrides():
     assert cfg.mesh == "data=2,fsdp=4" and cfg.explicit_uniform_sampling is False
     with pytest.raises(KeyError):
         apply_overrides(cfg, ["optimizer.nope=1"])
+
+
+def test_object_loss_weights_mark_the_object_cells():
+    from cogvideox_jax.train.object_loss_weight import object_loss_weights
+
+    rng = np.random.default_rng(0)
+    bg = rng.normal(size=(2, 3, 1, 1, 4)).astype(np.float32)           # per clip, frame, channel
+    x0 = np.broadcast_to(bg, (2, 3, 8, 8, 4)).copy()
+    x0 += 0.05 * rng.normal(size=x0.shape).astype(np.float32)          # codec-like noise: below threshold
+    x0[0, :, 2:4, 3:5] += 2.0                                          # an object: |offset| = 4 > 1.5
+    x0[1, 1, 5:8, 0:2] -= 1.0                                          # |offset| = 2 > 1.5
+    w = np.asarray(object_loss_weights(jnp.asarray(x0), extra=3.0, threshold=1.5))
+    assert w.shape == (2, 3, 8, 8, 1) and w.dtype == np.float32
+    expect = np.ones(w.shape, np.float32)
+    expect[0, :, 2:4, 3:5] = 4.0
+    expect[1, 1, 5:8, 0:2] = 4.0
+    np.testing.assert_array_equal(w, expect)
+    np.testing.assert_array_equal(np.asarray(object_loss_weights(jnp.asarray(x0), extra=0.0)), 1.0)
+
+
+def test_weighted_v_loss_is_the_weighted_mean_of_squared_errors():
+    k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(1), 4)
+    x0 = jax.random.normal(k1, (3, 2, 4, 4, 5))
+    noise = jax.random.normal(k2, x0.shape)
+    v_pred = jax.random.normal(k3, x0.shape)
+    a = jnp.asarray([0.9, 0.5, 0.1], jnp.float32)
+    w = 1.0 + 4.0 * (jax.random.uniform(k4, x0.shape[:-1] + (1,)) > 0.7)
+    v = velocity_target(x0, noise, a)
+    np.testing.assert_allclose(v_prediction_loss(v_pred, x0, noise, a, weights=w),
+                               jnp.mean(w * jnp.square(v_pred - v)), rtol=1e-6)
+    np.testing.assert_allclose(v_prediction_loss(v_pred, x0, noise, a, weights=jnp.ones_like(w)),
+                               v_prediction_loss(v_pred, x0, noise, a), rtol=1e-6)

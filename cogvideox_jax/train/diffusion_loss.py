@@ -44,11 +44,14 @@ def velocity_target(x0, noise, alphas_cumprod_t):
     return jnp.sqrt(a) * noise - jnp.sqrt(1.0 - a) * x0
 
 
-def v_prediction_loss(v_pred, x0, noise, alphas_cumprod_t, per_example: bool = False):
+def v_prediction_loss(v_pred, x0, noise, alphas_cumprod_t, per_example: bool = False, weights=None):
     """MSE between the predicted and the true velocity, in float32; mean over all elements
-    (``per_example``: mean over non-batch dims, shape (B,))."""
+    (``per_example``: mean over non-batch dims, shape (B,)). ``weights``: optional per-element weights
+    broadcasting against ``x0`` (e.g. ``train/object_loss_weight.py``), applied before the mean."""
     v = velocity_target(x0.astype(jnp.float32), noise.astype(jnp.float32), alphas_cumprod_t.astype(jnp.float32))
     err = jnp.square(v_pred.astype(jnp.float32) - v)
+    if weights is not None:
+        err = err * weights
     per = jnp.mean(err.reshape(err.shape[0], -1), axis=1)
     return per if per_example else jnp.mean(per)
 

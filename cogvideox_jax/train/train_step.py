@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from cogvideox_jax.parallel.logical_axes import LOGICAL_AXIS_RULES
 from cogvideox_jax.parallel.mesh import local_batch_divisor
 from cogvideox_jax.train.diffusion_loss import add_noise, v_prediction_loss
+from cogvideox_jax.train.object_loss_weight import object_loss_weights
 from cogvideox_jax.train.ema import update_ema
 from cogvideox_jax.train.i2v_conditioning import drop_images, i2v_model_input
 from cogvideox_jax.train.text_dropout import drop_text
@@ -38,6 +39,8 @@ class StepOptions:
     null_text_emb: np.ndarray | None = None   # (L, D) dropped captions' embedding (default zeros)
     image_dropout: float | None = None    # set → image-to-video: batches carry "image_latents" (B,1,h,w,C)
     ofs: float | None = None              # CogVideoX 1.5-I2V's ofs embedding input (2.0)
+    object_loss_weight: float = 0.0       # > 0: extra v-loss weight on object latent cells
+    object_threshold: float = 1.5         # (train/object_loss_weight.py)
 
 
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
@@ -72,7 +75,9 @@ def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: i
             x_t = add_noise(mb["x0"], mb["noise"], mb["a"])
             model_in = i2v_model_input(x_t, mb["image"]) if i2v else x_t
             v = module.apply({"params": p}, model_in, mb["text"], mb["t"], **kw)
-            return v_prediction_loss(v, mb["x0"], mb["noise"], mb["a"])
+            w = (object_loss_weights(mb["x0"], opts.object_loss_weight, opts.object_threshold)
+                 if opts.object_loss_weight > 0 else None)
+            return v_prediction_loss(v, mb["x0"], mb["noise"], mb["a"], weights=w)
 
         n = opts.grad_accum_steps
         mbs = {"x0": _micro(latents, n), "noise": _micro(noise, n), "a": _micro(a, n),

@@ -167,7 +167,8 @@ class Trainer:
                            grad_accum_steps=cfg.optimizer.grad_accum_steps, ema_decay=cfg.ema_decay,
                            lora_scale=self.lora_scale, null_text_emb=self._null_text_emb(),
                            image_dropout=cfg.image_dropout if self.spec.image_conditioned else None,
-                           ofs=self.spec.ofs)
+                           ofs=self.spec.ofs, object_loss_weight=cfg.object_loss_weight,
+                           object_threshold=cfg.object_threshold)
         step_fn = make_train_step(self.spec.module, self.optimizer, self.schedule, opts, self.mesh,
                                   self.state_shardings)
         return _Stage(index, start, step_fn, data, (cfg.batch_size, *lat), (cfg.batch_size, *txt))
