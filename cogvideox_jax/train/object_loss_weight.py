@@ -8,6 +8,12 @@ units) from it belongs to the object. Those cells get weight ``1 + extra``, the 
 Why: most of the v-loss is the object's position and color at high noise, and an outline is a small
 part of it; weighting the object's cells makes the outline a larger part of every step's gradient
 (BENCHMARKS.md, "Embedded default model"). ``extra = 0`` gives weight 1 everywhere.
+
+The pixel-space counterpart for the VAE is ``train/vae_objective.foreground_weights`` (one median per
+clip, max-abs distance over RGB with a threshold in pixel units). Here a latent cell's channels are
+compared as one vector, with a threshold on the normalized latents' scale. The median is per latent
+frame; one per clip would do as well on the shapes data, whose backgrounds are static (their latent
+frames' background medians differ by ~0.03).
 """
 from __future__ import annotations
 
