@@ -1,5 +1,5 @@
 """The embedded-default-model recipe (``cogvideox-jax train-shapes``) end to end at a toy size:
-dataset -> tokenizer -> T5 -> VAE training -> latents -> transformer training -> checkpoint -> eval,
+dataset -> tokenizer -> T5 -> VAE training -> decoder fine-tune -> latents -> transformer training -> checkpoint -> eval,
 then resume (every stage skipped) and sampling from the written checkpoint through the CLI."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 
 import chex
+import jax
 import numpy as np
 import pytest
 
@@ -26,6 +27,8 @@ def _toy_recipe():
                       sample_height=64, sample_width=64, scaling_factor=1.0),
         vae_train=dataclasses.replace(r.vae_train, phases=(VAEPhase(3, 2, 1, 32), VAEPhase(1, 1, 9, 64)),
                                       eval_clips=2, log_every=1),
+        vae_decoder_train=dataclasses.replace(r.vae_decoder_train, phases=(VAEPhase(2, 1, 9, 64, train_encoder=False),),
+                                              eval_clips=2, log_every=1),
         transformer=dataclasses.replace(r.transformer, in_channels=4, out_channels=4, num_layers=1),
         transformer_train=dataclasses.replace(
             tt, batch_size=8, stages=(StageConfig(name="toy", steps=3, num_frames=9, height=64, width=64),),
@@ -38,6 +41,7 @@ def _toy_recipe():
 def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     from cogvideox_jax.cli import main as cli_main
     from cogvideox_jax.data.video_io import read_video_uint8
+    from cogvideox_jax.convert.params_checkpoint import restore_params
     from cogvideox_jax.train.shapes_recipe import STAGES, run
 
     work = str(tmp_path / "work")
@@ -50,6 +54,10 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     np.testing.assert_allclose(lat.std(), 1.0, rtol=1e-3)  # scaled by the measured scaling factor
     txt = np.load(os.path.join(work, "latents", "text_emb.npy"))
     chex.assert_shape(txt, (8, 24, 64))
+    # the decoder fine-tune kept the encoder (so the latents) and moved the decoder
+    vae, tuned = (restore_params(os.path.join(work, d, "params")) for d in ("vae", "vae_decoder"))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(vae["encoder"]), jax.tree.leaves(tuned["encoder"])))
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(vae["decoder"]), jax.tree.leaves(tuned["decoder"])))
     vae_cfg = json.load(open(os.path.join(work, "checkpoint", "vae", "config.json")))
     scaling = json.load(open(os.path.join(work, "latents", "scaling.json")))["scaling_factor"]
     assert vae_cfg["scaling_factor"] == pytest.approx(scaling)

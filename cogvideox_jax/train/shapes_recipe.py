@@ -7,10 +7,11 @@ interrupted run resumes at the stage it was in; ``timings.json`` records each st
 2. ``tokenizer/``    a sentencepiece T5 tokenizer trained on the training captions;
 3. ``text_encoder/`` a tiny T5 encoder, frozen at its random init (the transformer learns to read it);
 4. ``vae/``          a small CogVideoX 3D causal VAE (reconstruction + KL, ``train/vae_objective.py``);
-5. ``latents/``      posterior means × scaling factor and T5 embeddings of every training clip;
-6. ``transformer/``  the expert transformer on those latents (the project's ``Trainer``, v-loss);
-7. ``checkpoint/``   a cogvideox-jax pipeline checkpoint (what ``sample --checkpoint`` reads);
-8. ``eval/``         samples for the held-out prompts and their shapes-evaluator scores + VAE PSNR.
+5. ``vae_decoder/``  that VAE with its decoder fine-tuned, the encoder frozen (same latents);
+6. ``latents/``      posterior means × scaling factor and T5 embeddings of every training clip;
+7. ``transformer/``  the expert transformer on those latents (the project's ``Trainer``, v-loss);
+8. ``checkpoint/``   a cogvideox-jax pipeline checkpoint (what ``sample --checkpoint`` reads);
+9. ``eval/``         samples for the held-out prompts and their shapes-evaluator scores + VAE PSNR.
 
 ``--install`` copies ``checkpoint/`` into the package as the default model of ``cogvideox-jax sample``.
 """
@@ -25,7 +26,8 @@ import time
 
 import numpy as np
 
-STAGES = ("dataset", "tokenizer", "text_encoder", "vae", "latents", "transformer", "checkpoint", "eval")
+STAGES = ("dataset", "tokenizer", "text_encoder", "vae", "vae_decoder", "latents", "transformer", "checkpoint",
+          "eval")
 DONE = ".done"
 
 
@@ -115,17 +117,22 @@ def stage_text_encoder(recipe, out: str) -> dict:
     return {"params": int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))}
 
 
-def stage_vae(recipe, out: str, dataset: str, progress: bool) -> dict:
+def stage_vae(recipe, out: str, dataset: str, progress: bool, init_dir: str | None = None) -> dict:
+    """Train the VAE with ``recipe.vae_train``, or (``init_dir``: the ``vae/`` stage) fine-tune that
+    VAE's decoder with ``recipe.vae_decoder_train``."""
+    from cogvideox_jax.convert.params_checkpoint import restore_params
     from cogvideox_jax.eval.shapes.psnr import psnr
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
     from cogvideox_jax.train.vae_trainer import load_clips, reconstruct, save_vae, train_vae
 
     vae = AutoencoderKLCogVideoX(recipe.vae)
     clips = _train_clips(dataset, progress)
-    params, history = train_vae(vae, recipe.vae_train, clips, log_path=os.path.join(out, "log.jsonl"),
-                                progress=progress)
+    train_cfg = recipe.vae_train if init_dir is None else recipe.vae_decoder_train
+    init = None if init_dir is None else restore_params(os.path.join(init_dir, "params"))
+    params, history = train_vae(vae, train_cfg, clips, log_path=os.path.join(out, "log.jsonl"),
+                                progress=progress, init_params=init)
     save_vae(out, recipe.vae, params)
-    held = load_clips(os.path.join(dataset, "heldout"), limit=recipe.vae_train.eval_clips, progress=False)
+    held = load_clips(os.path.join(dataset, "heldout"), limit=train_cfg.eval_clips, progress=False)
     rec = reconstruct(vae, params, held)
     value = psnr(rec, held)
     print(f"VAE PSNR on {len(held)} held-out clips: {value:.2f} dB", flush=True)
@@ -201,7 +208,7 @@ def stage_checkpoint(recipe, out: str, p: dict) -> dict:
     configs = {"transformer": recipe.transformer.to_diffusers_config(), "vae": vae_config_json(vae_cfg),
                "text_encoder": t5_config_json(recipe.t5)}
     params = {"transformer": restore_params(os.path.join(p["transformer"], "params")),
-              "vae": restore_params(os.path.join(p["vae"], "params")),
+              "vae": restore_params(os.path.join(p["vae_decoder"], "params")),
               "text_encoder": restore_params(os.path.join(p["text_encoder"], "params"))}
     sched = SchedulerConfig(kind=recipe.sampling.scheduler, snr_shift_scale=recipe.transformer_train.snr_shift_scale)
     write_pipeline_checkpoint(out, configs=configs, params=params, tokenizer_dir=p["tokenizer"],
@@ -276,7 +283,7 @@ def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
     _, gt_summary = evaluate_folder(os.path.join(p["dataset"], "heldout"))
     held = load_clips(os.path.join(p["dataset"], "heldout"), progress=False)
     vae = AutoencoderKLCogVideoX(recipe.vae)
-    rec = reconstruct(vae, restore_params(os.path.join(p["vae"], "params")), held)
+    rec = reconstruct(vae, restore_params(os.path.join(p["vae_decoder"], "params")), held)
     result = {"samples": summary, "ground_truth_heldout": gt_summary,
               "vae_psnr_heldout": psnr(rec, held), "num_prompts": len(rows), "seeds": list(ev.seeds)}
     with open(os.path.join(out, "summary.json"), "w") as f:
@@ -298,7 +305,8 @@ def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = Tr
         "tokenizer": lambda: stage_tokenizer(recipe, p["tokenizer"], p["dataset"]),
         "text_encoder": lambda: stage_text_encoder(recipe, p["text_encoder"]),
         "vae": lambda: stage_vae(recipe, p["vae"], p["dataset"], progress),
-        "latents": lambda: stage_latents(recipe, p["latents"], p["dataset"], p["vae"], p["tokenizer"],
+        "vae_decoder": lambda: stage_vae(recipe, p["vae_decoder"], p["dataset"], progress, init_dir=p["vae"]),
+        "latents": lambda: stage_latents(recipe, p["latents"], p["dataset"], p["vae_decoder"], p["tokenizer"],
                                          p["text_encoder"], progress),
         "transformer": lambda: stage_transformer(recipe, p["transformer"], p["latents"], progress),
         "checkpoint": lambda: stage_checkpoint(recipe, p["checkpoint"], p),

@@ -61,15 +61,26 @@ def vae_loss(vae, params, video, key, weights: VAELossWeights = VAELossWeights()
                   "latent_std": jnp.std(post.mean)}
 
 
-def make_vae_train_step(vae, optimizer, weights: VAELossWeights):
+def make_vae_train_step(vae, optimizer, weights: VAELossWeights, train_encoder: bool = True):
     """``step(params, opt_state, video, key) -> (params, opt_state, metrics)`` (un-jitted: the caller
-    jits it with its shardings)."""
+    jits it with its shardings).
+
+    ``train_encoder=False`` trains the decoder only: the encoder's weights get no gradient (its
+    backward pass is not computed) and no update, so latents encoded before and after the step are
+    bit-identical (a decoder fine-tune keeps a transformer trained on those latents valid)."""
     import optax
 
     def step(params, opt_state, video, key):
-        (_, metrics), grads = jax.value_and_grad(lambda p: vae_loss(vae, p, video, key, weights), has_aux=True)(params)
+        def loss(p):
+            if not train_encoder:
+                p = {**p, "encoder": jax.lax.stop_gradient(p["encoder"])}
+            return vae_loss(vae, p, video, key, weights)
+
+        (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params)
         metrics["grad_norm"] = optax.global_norm(grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
+        if not train_encoder:
+            updates = {**updates, "encoder": jax.tree.map(jnp.zeros_like, updates["encoder"])}
         return optax.apply_updates(params, updates), opt_state, metrics
 
     return step

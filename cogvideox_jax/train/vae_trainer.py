@@ -103,9 +103,11 @@ def reconstruct(vae, params, clips: np.ndarray, batch_size: int = 4, frame_batch
 
 
 def train_vae(vae, cfg, train_clips: np.ndarray, *, mesh: str = "data=-1", log_path: str | None = None,
-              progress: bool = True):
+              progress: bool = True, init_params=None):
     """Train ``vae`` (a Linen ``AutoencoderKLCogVideoX``) with ``cfg`` (``configs.shapes.VAETrainConfig``)
-    on ``mesh`` (built over the largest number of local devices that divides every phase's batch).
+    on ``mesh`` (built over the largest number of local devices that divides every phase's batch),
+    from a random init or from ``init_params`` (e.g. a decoder fine-tune: phases with
+    ``train_encoder=False``).
 
     Returns ``(params, history)`` with host (numpy) params and the logged metric records.
     """
@@ -120,27 +122,34 @@ def train_vae(vae, cfg, train_clips: np.ndarray, *, mesh: str = "data=-1", log_p
     boxed = jax.eval_shape(lambda k: vae.init(k, probe, frame_batching="whole"), key)["params"]
     p_sh = param_shardings(boxed, mesh)
     with jax.set_mesh(mesh):
-        params = jax.jit(lambda k: nn.unbox(vae.init(k, probe, frame_batching="whole")["params"]),
-                         out_shardings=p_sh)(key)
+        if init_params is None:
+            params = jax.jit(lambda k: nn.unbox(vae.init(k, probe, frame_batching="whole")["params"]),
+                             out_shardings=p_sh)(key)
+        else:
+            params = jax.device_put(init_params, p_sh)
     schedule = _schedule(cfg)
     optimizer = optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
                             optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=0.0))
     opt_state = optimizer.init(params)
     weights = VAELossWeights(cfg.l1_weight, cfg.mse_weight, cfg.kl_weight, cfg.foreground_weight)
-    raw_step = make_vae_train_step(vae, optimizer, weights)
+    def jitted_step(train_encoder: bool):
+        raw_step = make_vae_train_step(vae, optimizer, weights, train_encoder=train_encoder)
 
-    def step(p, s, v, k):
-        with nn.logical_axis_rules(LOGICAL_AXIS_RULES):
-            return raw_step(p, s, v, k)
+        def step(p, s, v, k):
+            with nn.logical_axis_rules(LOGICAL_AXIS_RULES):
+                return raw_step(p, s, v, k)
+
+        return jax.jit(step, donate_argnums=(0, 1))
 
     batch_sh = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
-    jitted = jax.jit(step, donate_argnums=(0, 1))
+    step_fns = {flag: jitted_step(flag) for flag in {p.train_encoder for p in cfg.phases}}
     history = []
     log = open(log_path, "a", encoding="utf-8") if log_path else None
     bar = tqdm(total=cfg.steps, desc="vae", unit="step", disable=not progress)
     global_step, t_last = 0, time.time()
     centers = foreground_centroids(train_clips) if cfg.object_crops else None
     for pi, phase in enumerate(cfg.phases):
+        jitted = step_fns[phase.train_encoder]
         for _ in range(phase.steps):
             rng = np.random.default_rng([cfg.seed, global_step])
             host = random_crops(train_clips, rng, phase.batch_size, phase.frames, phase.size, centers)
