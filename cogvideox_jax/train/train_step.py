@@ -20,9 +20,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from cogvideox_jax.parallel.logical_axes import LOGICAL_AXIS_RULES
 from cogvideox_jax.parallel.mesh import local_batch_divisor
 from cogvideox_jax.train.diffusion_loss import add_noise, v_prediction_loss
-from cogvideox_jax.train.object_loss_weight import object_loss_weights
 from cogvideox_jax.train.ema import update_ema
 from cogvideox_jax.train.i2v_conditioning import drop_images, i2v_model_input
+from cogvideox_jax.train.object_loss_weight import object_loss_weights
 from cogvideox_jax.train.text_dropout import drop_text
 from cogvideox_jax.train.timestep_sampling import explicit_uniform_timesteps
 from cogvideox_jax.train.train_state import TrainState, model_params
