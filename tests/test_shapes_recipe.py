@@ -40,8 +40,8 @@ def _toy_recipe():
 
 def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     from cogvideox_jax.cli import main as cli_main
-    from cogvideox_jax.data.video_io import read_video_uint8
     from cogvideox_jax.convert.params_checkpoint import restore_params
+    from cogvideox_jax.data.video_io import read_video_uint8
     from cogvideox_jax.train.shapes_recipe import STAGES, run
 
     work = str(tmp_path / "work")
