@@ -136,6 +136,13 @@ class ShapesRecipe:
     transformer_train: TrainConfig = field(default_factory=transformer_train_config)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    # How the latents are scaled for the transformer: "global" (one scaling_factor = 1/std, the
+    # CogVideoX way) or "per_channel" (each channel centred and scaled to unit std: the VAE config's
+    # latents_mean / latents_std). This VAE's channels have offsets up to 2x the overall std and
+    # stds of 0.3-0.6 of it, so globally scaled latents carry their content at ~1/6 of the noise's
+    # variance; yet per channel (with transformer_train.object_threshold=4.0, the same ~12 % of cells)
+    # the full recipe drew shapes worse: 37 % vs 45 % (BENCHMARKS.md).
+    latent_normalization: str = "global"
     vae: VAEConfig = SHAPES_VAE
     t5: T5Config = SHAPES_T5
     transformer: TransformerConfig = SHAPES_TRANSFORMER

@@ -60,7 +60,7 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(vae["decoder"]), jax.tree.leaves(tuned["decoder"])))
     vae_cfg = json.load(open(os.path.join(work, "checkpoint", "vae", "config.json")))
     scaling = json.load(open(os.path.join(work, "latents", "scaling.json")))["scaling_factor"]
-    assert vae_cfg["scaling_factor"] == pytest.approx(scaling)
+    assert vae_cfg["scaling_factor"] == pytest.approx(scaling) and vae_cfg["latents_mean"] is None
     summary = json.load(open(os.path.join(work, "eval", "summary.json")))
     assert summary["samples"]["num_videos"] == 2 and summary["num_prompts"] == 2
     assert set(summary["samples"]["accuracy"]) >= {"color", "shape", "direction"}

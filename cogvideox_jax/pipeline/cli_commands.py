@@ -110,6 +110,11 @@ def run_export(args) -> int:
                     tcfg.to_diffusers_config(), "diffusion_pytorch_model.safetensors")
     write_component(os.path.join(out, "vae"), vae_state_dict(comps.vae_params), comps.source_configs["vae"],
                     "diffusion_pytorch_model.safetensors")
+    if comps.vae.config.latents_mean is not None or comps.vae.config.shift_factor is not None:
+        print("warning: this VAE scales latents per channel (latents_mean / latents_std) or shifts them; the "
+              "config keeps those fields, but diffusers' CogVideoX pipelines apply scaling_factor only: with "
+              "diffusers, decode this transformer's latents as z * latents_std + latents_mean yourself",
+              file=sys.stderr)
     write_component(os.path.join(out, "text_encoder"),
                     t5_state_dict(comps.text_encoder_params, comps.text_encoder.config),
                     comps.source_configs["text_encoder"], "model.safetensors")

@@ -21,6 +21,7 @@ from cogvideox_jax.compiler_options import memory_optimized
 from cogvideox_jax.diffusion.guidance import guidance_scale_table
 from cogvideox_jax.diffusion.sampler import init_state, scheduler_step
 from cogvideox_jax.diffusion.sampling_schedule import make_sampling_schedule
+from cogvideox_jax.models.vae.latent_scaling import scale_latents, unscale_latents
 from cogvideox_jax.pipeline import components as comp
 from cogvideox_jax.pipeline.denoise_loop import denoise
 from cogvideox_jax.pipeline.frame_rules import plan_frames
@@ -182,10 +183,10 @@ class CogVideoXPipeline:
             if self.vae_decode == "context-parallel":
                 from cogvideox_jax.parallel.context_parallel_vae import context_parallel_decode
 
-                fn = lambda p, z: context_parallel_decode(vae, p, z / vae.config.scaling_factor,  # noqa: E731
+                fn = lambda p, z: context_parallel_decode(vae, p, unscale_latents(z, vae.config),  # noqa: E731
                                                           self.mesh)
             else:
-                fn = lambda p, z: vae.apply({"params": p}, z / vae.config.scaling_factor,  # noqa: E731
+                fn = lambda p, z: vae.apply({"params": p}, unscale_latents(z, vae.config),  # noqa: E731
                                             frame_batching=self.vae_decode, method="decode")
             self._compiled["decode"] = jax.jit(fn, compiler_options=memory_optimized())
         return self._compiled["decode"](self.components.vae_params, latents)
@@ -200,8 +201,10 @@ class CogVideoXPipeline:
         video = jnp.asarray(img, jnp.float32)[:, None]  # (B, 1, H, W, 3)
         post = vae.apply({"params": self.components.vae_params}, video, method="encode")
         z = post.sample(key) if mode == "sample" else post.mode()
-        sf = vae.config.scaling_factor
-        z = z / sf if getattr(vae.config, "invert_scale_latents", False) else z * sf
+        if getattr(vae.config, "invert_scale_latents", False):  # the 1.5-I2V reference divides
+            z = z / vae.config.scaling_factor
+        else:
+            z = scale_latents(z, vae.config)
         # diffusers: the noise has t' = t + t % p_t latents; image latents are [img, zeros * (t_cond - 1)]
         # where t_cond counts the padding latents already added to num_frames, then for 1.5 the leading
         # t_cond % p_t frames are repeated in front.

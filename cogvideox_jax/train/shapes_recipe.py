@@ -8,7 +8,8 @@ interrupted run resumes at the stage it was in; ``timings.json`` records each st
 3. ``text_encoder/`` a tiny T5 encoder, frozen at its random init (the transformer learns to read it);
 4. ``vae/``          a small CogVideoX 3D causal VAE (reconstruction + KL, ``train/vae_objective.py``);
 5. ``vae_decoder/``  that VAE with its decoder fine-tuned, the encoder frozen (same latents);
-6. ``latents/``      posterior means × scaling factor and T5 embeddings of every training clip;
+6. ``latents/``      posterior means scaled to unit variance (``latent_normalization``: one scaling
+                     factor by default, or per channel) and T5 embeddings of every training clip;
 7. ``transformer/``  the expert transformer on those latents (the project's ``Trainer``, v-loss);
 8. ``checkpoint/``   a cogvideox-jax pipeline checkpoint (what ``sample --checkpoint`` reads);
 9. ``eval/``         samples for the held-out prompts and their shapes-evaluator scores + VAE PSNR.
@@ -148,6 +149,7 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     from cogvideox_jax.convert.params_checkpoint import restore_params
     from cogvideox_jax.models.t5.prompt_encoding import encode_text, load_tokenizer
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
+    from cogvideox_jax.models.vae.latent_scaling import scale_latents
 
     vae = AutoencoderKLCogVideoX(recipe.vae)
     vparams = restore_params(os.path.join(vae_dir, "params"))
@@ -159,8 +161,9 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     for i in tqdm(range(0, len(clips), 16), desc="encode latents", disable=not progress):
         means.append(np.asarray(enc(vparams, clips[i:i + 16].astype(np.float32) / 127.5 - 1.0)))
     means = np.concatenate(means)
-    scaling = float(1.0 / means.std())
-    np.save(os.path.join(out, "latents.npy"), (means * scaling).astype(np.float32))
+    scaling = latent_scaling_fields(means, recipe.latent_normalization)
+    np.save(os.path.join(out, "latents.npy"),
+            np.asarray(scale_latents(means, vae_with_scaling(recipe.vae, scaling)), np.float32))
     tok = load_tokenizer(tok_dir)
     t5, tparams = _load_t5(recipe, t5_dir)
     L = recipe.transformer.max_text_seq_length
@@ -170,8 +173,27 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     np.save(os.path.join(out, "text_emb.npy"), emb.astype(np.float32))
     np.save(os.path.join(out, "null_text_emb.npy"), np.asarray(encode_text(tok, t5, tparams, [""], L))[0])
     with open(os.path.join(out, "scaling.json"), "w") as f:
-        json.dump({"scaling_factor": scaling}, f)
-    return {"scaling_factor": scaling, "latents": list(means.shape)}
+        json.dump(scaling, f)
+    return {**scaling, "latents": list(means.shape)}
+
+
+def latent_scaling_fields(latents: np.ndarray, normalization: str) -> dict:
+    """The VAE config's scaling fields that map the training latents ``(N, t, h, w, C)`` to unit
+    variance (``models/vae/latent_scaling.py``). ``"global"``: one ``scaling_factor`` = 1 / std (the
+    CogVideoX way); ``"per_channel"``: each channel centred and scaled by its own mean and std
+    (``latents_mean`` / ``latents_std``, ``scaling_factor`` 1)."""
+    if normalization == "global":
+        return {"scaling_factor": float(1.0 / latents.std())}
+    if normalization == "per_channel":
+        z = latents.astype(np.float64).reshape(-1, latents.shape[-1])
+        return {"scaling_factor": 1.0, "latents_mean": [float(v) for v in z.mean(0)],
+                "latents_std": [float(v) for v in np.maximum(z.std(0), 1e-6)]}
+    raise ValueError(f"latent_normalization {normalization!r}: choose 'global' or 'per_channel'")
+
+
+def vae_with_scaling(vae_cfg, scaling: dict):
+    """``vae_cfg`` with the scaling fields of ``scaling.json`` (lists become tuples)."""
+    return dataclasses.replace(vae_cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in scaling.items()})
 
 
 def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True) -> dict:
@@ -203,8 +225,8 @@ def stage_checkpoint(recipe, out: str, p: dict) -> dict:
     from cogvideox_jax.train.vae_trainer import vae_config_json
 
     with open(os.path.join(p["latents"], "scaling.json")) as f:
-        scaling = json.load(f)["scaling_factor"]
-    vae_cfg = dataclasses.replace(recipe.vae, scaling_factor=scaling)
+        scaling = json.load(f)
+    vae_cfg = vae_with_scaling(recipe.vae, scaling)
     configs = {"transformer": recipe.transformer.to_diffusers_config(), "vae": vae_config_json(vae_cfg),
                "text_encoder": t5_config_json(recipe.t5)}
     params = {"transformer": restore_params(os.path.join(p["transformer"], "params")),

@@ -2,7 +2,7 @@
 
 ``frozen_encoders(pretrained_root)`` loads ``vae/``, ``text_encoder/`` and ``tokenizer/`` of a
 diffusers CogVideoX folder (torch-free converters) and returns jitted
-``encode_video(video (B,T,H,W,3) in [-1,1]) -> latents · scaling_factor`` (posterior mode —
+``encode_video(video (B,T,H,W,3) in [-1,1]) -> scaled latents`` (``models/vae/latent_scaling.py``; posterior mode —
 deterministic, so resumed runs replay exactly; diffusers finetune/ samples instead) and
 ``encode_text(prompts) -> (B, L, 4096)``. ``video_data_factory`` plugs
 ``cogvideox_jax.data.grain_pipeline.make_train_iterator`` (one bucket per stage: the stage's
@@ -20,16 +20,15 @@ from cogvideox_jax.train.latent_batches import EncodedVideoBatches
 
 def frozen_posterior_encoders(pretrained_root: str, *, text_len: int = 226, vae_folder: str = "vae",
                               text_folder: str = "text_encoder", tokenizer_folder: str = "tokenizer"):
-    """``(encode_posterior, encode_text, scaling_factor)``: ``encode_posterior(video) -> (mean, logvar)``
-    (unscaled, what ``cogvideox-jax precompute`` stores) and the T5 prompt encoder."""
+    """``(encode_posterior, encode_text, vae_config)``: ``encode_posterior(video) -> (mean, logvar)``
+    (unscaled, what ``cogvideox-jax precompute`` stores), the T5 prompt encoder, and the VAE's config
+    (its scaling fields)."""
     from cogvideox_jax.compiler_options import memory_optimized
     from cogvideox_jax.convert import load_diffusers
-    from cogvideox_jax.convert.safetensors_io import read_config
     from cogvideox_jax.models.t5.prompt_encoding import encode_prompts_jit, load_tokenizer, tokenize_prompts
 
     vae_dir = os.path.join(pretrained_root, vae_folder)
     vae, vae_params = load_diffusers(vae_dir)
-    scaling = float(read_config(vae_dir).get("scaling_factor", 1.15258426))
     t5, t5_params = load_diffusers(os.path.join(pretrained_root, text_folder))
     tok = load_tokenizer(os.path.join(pretrained_root, tokenizer_folder))
 
@@ -41,14 +40,16 @@ def frozen_posterior_encoders(pretrained_root: str, *, text_len: int = 226, vae_
     def encode_text(prompts):
         return encode_prompts_jit(t5, t5_params, tokenize_prompts(tok, list(prompts), text_len))
 
-    return encode_posterior, encode_text, scaling
+    return encode_posterior, encode_text, vae.config
 
 
 def frozen_encoders(pretrained_root: str, *, text_len: int = 226, **folders):
-    enc_post, encode_text, scaling = frozen_posterior_encoders(pretrained_root, text_len=text_len, **folders)
+    from cogvideox_jax.models.vae.latent_scaling import scale_latents
+
+    enc_post, encode_text, vae_config = frozen_posterior_encoders(pretrained_root, text_len=text_len, **folders)
 
     def encode_video(video):
-        return enc_post(video)[0] * scaling
+        return scale_latents(enc_post(video)[0], vae_config)
 
     return encode_video, encode_text
 
