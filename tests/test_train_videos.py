@@ -84,3 +84,35 @@ def test_precompute_cli_then_train_from_the_latent_cache(tmp_path, pretrained_ro
     recs = tr.fit()
     tr.close()
     assert len(recs) == 2 and all(np.isfinite(r["loss"]) for r in recs)
+
+
+def test_per_channel_scaled_vae_in_video_training_and_precompute(tmp_path, pretrained_root):
+    """A VAE config with ``latents_mean`` / ``latents_std`` scales what training from videos encodes
+    (``(z − μ)·s/σ``); ``precompute`` (one scaling factor per cache) refuses it with a clear error."""
+    import json
+    import shutil
+
+    import jax.numpy as jnp
+
+    from cogvideox_jax.cli import main
+    from cogvideox_jax.train.video_latents import frozen_posterior_encoders
+
+    root = tmp_path / "per_channel"
+    shutil.copytree(pretrained_root, root)
+    cfg_path = root / "vae" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    rng = np.random.default_rng(0)
+    mean, std = rng.normal(size=cfg["latent_channels"]), rng.uniform(0.5, 2.0, cfg["latent_channels"])
+    cfg.update(scaling_factor=0.5, latents_mean=mean.tolist(), latents_std=std.tolist())
+    cfg_path.write_text(json.dumps(cfg))
+
+    video = jnp.asarray(rng.uniform(-1, 1, (1, 9, 32, 32, 3)), jnp.float32)
+    encode_video, _ = frozen_encoders(str(root), text_len=32)
+    raw = np.asarray(frozen_posterior_encoders(str(root), text_len=32)[0](video)[0])
+    np.testing.assert_allclose(np.asarray(encode_video(video)), (raw - mean) * 0.5 / std, rtol=1e-5, atol=1e-5)
+
+    data = tmp_path / "data"
+    write_folder(data, [dict(num_frames=12, height=32, width=32, fps=8.0, noise=True, prompt="clip 0")])
+    with pytest.raises(ValueError, match="per channel"):
+        main(["precompute", "--data-root", str(data), "--pretrained", str(root), "--out", str(tmp_path / "cache"),
+              "--buckets", "9x32x32", "--batch-size", "1", "--text-len", "32"])
