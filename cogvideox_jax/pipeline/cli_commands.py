@@ -101,6 +101,7 @@ def run_convert(args) -> int:
 def run_export(args) -> int:
     from cogvideox_jax.convert.export_diffusers import t5_state_dict, vae_state_dict, write_component
     from cogvideox_jax.convert.transformer import transformer_state_dict
+    from cogvideox_jax.models.vae.latent_scaling import has_offsets
     from cogvideox_jax.pipeline.components import load_components
 
     comps = load_components(args.checkpoint)
@@ -110,7 +111,7 @@ def run_export(args) -> int:
                     tcfg.to_diffusers_config(), "diffusion_pytorch_model.safetensors")
     write_component(os.path.join(out, "vae"), vae_state_dict(comps.vae_params), comps.source_configs["vae"],
                     "diffusion_pytorch_model.safetensors")
-    if comps.vae.config.latents_mean is not None or comps.vae.config.shift_factor is not None:
+    if has_offsets(comps.vae.config):
         print("warning: this VAE scales latents per channel (latents_mean / latents_std) or shifts them; the "
               "config keeps those fields, but diffusers' CogVideoX pipelines apply scaling_factor only: with "
               "diffusers, decode this transformer's latents as z * latents_std + latents_mean yourself",

@@ -32,10 +32,11 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     from cogvideox_jax.data.latent_cache import iterate_folder_once, precompute_records
+    from cogvideox_jax.models.vae.latent_scaling import has_offsets
     from cogvideox_jax.train.video_latents import frozen_posterior_encoders
 
     enc_post, enc_text, vae_config = frozen_posterior_encoders(args.pretrained, text_len=args.text_len)
-    if vae_config.latents_mean is not None or vae_config.shift_factor is not None:
+    if has_offsets(vae_config):
         raise ValueError(f"{args.pretrained}/vae's config scales latents per channel (latents_mean / latents_std) "
                          "or shifts them; latent caches store one scaling_factor. Train from the videos "
                          "instead (data.kind=videos), which applies the VAE config's scaling as it is.")

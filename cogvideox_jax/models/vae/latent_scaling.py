@@ -28,33 +28,33 @@ def _channel_stats(config):
     return mean, std
 
 
-def _check_channels(z, mean):
-    if z.shape[-1] != mean.shape[0]:
-        raise ValueError(f"latents have {z.shape[-1]} channels (last axis) but the VAE config's "
-                         f"latents_mean has {mean.shape[0]}")
+def has_offsets(config) -> bool:
+    """Whether the config shifts latents (per-channel ``latents_mean`` / ``latents_std`` or
+    ``shift_factor``) rather than only multiplying them by ``scaling_factor``."""
+    return getattr(config, "latents_mean", None) is not None or getattr(config, "shift_factor", None) is not None
+
+
+def _affine(config, z):
+    """``(offset or None, multiplier)`` with ``scaled = (z − offset) · multiplier``."""
+    s = np.float32(config.scaling_factor)
+    mean, std = _channel_stats(config)
+    if mean is not None:
+        if z.shape[-1] != mean.shape[0]:
+            raise ValueError(f"latents have {z.shape[-1]} channels (last axis) but the VAE config's "
+                             f"latents_mean has {mean.shape[0]}")
+        return mean, s / std
+    shift = getattr(config, "shift_factor", None)
+    return (None if shift is None else np.float32(shift)), s
 
 
 def scale_latents(z, config):
     """Raw VAE latents (posterior mean or sample) -> the transformer's space."""
-    s = np.float32(config.scaling_factor)
-    mean, std = _channel_stats(config)
-    if mean is not None:
-        _check_channels(z, mean)
-        return (z - mean) * (s / std)
-    shift = getattr(config, "shift_factor", None)
-    if shift is not None:
-        return (z - np.float32(shift)) * s
-    return z * s
+    offset, mult = _affine(config, z)
+    return (z if offset is None else z - offset) * mult
 
 
 def unscale_latents(z, config):
     """The transformer's latents -> what the VAE decodes (inverse of ``scale_latents``)."""
-    s = np.float32(config.scaling_factor)
-    mean, std = _channel_stats(config)
-    if mean is not None:
-        _check_channels(z, mean)
-        return z * (std / s) + mean
-    shift = getattr(config, "shift_factor", None)
-    if shift is not None:
-        return z / s + np.float32(shift)
-    return z / s
+    offset, mult = _affine(config, z)
+    z = z / mult
+    return z if offset is None else z + offset
