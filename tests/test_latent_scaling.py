@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs.vae import COGVIDEOX_2B, VAEConfig
-from cogvideox_jax.models.vae.latent_scaling import scale_latents, unscale_latents
+from cogvideox_jax.models.vae.latent_scaling import has_offsets, scale_latents, unscale_latents
 from cogvideox_jax.train.shapes_recipe import latent_scaling_fields, vae_with_scaling
 
 
@@ -50,6 +50,9 @@ def test_shift_factor():
 
 def test_inconsistent_stats_are_rejected():
     z = _latents()
+    # precompute / export ask this before using scaling_factor alone: any extra field counts
+    assert not has_offsets(COGVIDEOX_2B)
+    assert has_offsets(VAEConfig(latents_std=(1.0,) * 4)) and has_offsets(VAEConfig(shift_factor=0.1))
     with pytest.raises(ValueError, match="only one of"):
         scale_latents(z, VAEConfig(latents_mean=(0.0,) * 4))
     with pytest.raises(ValueError, match="channels"):

@@ -114,7 +114,7 @@ def run_export(args) -> int:
     if has_offsets(comps.vae.config):
         print("warning: this VAE scales latents per channel (latents_mean / latents_std) or shifts them; the "
               "config keeps those fields, but diffusers' CogVideoX pipelines apply scaling_factor only: with "
-              "diffusers, decode this transformer's latents as z * latents_std + latents_mean yourself",
+              "diffusers, decode this transformer's latents as z * latents_std / scaling_factor + latents_mean yourself",
               file=sys.stderr)
     write_component(os.path.join(out, "text_encoder"),
                     t5_state_dict(comps.text_encoder_params, comps.text_encoder.config),

@@ -29,9 +29,9 @@ def _channel_stats(config):
 
 
 def has_offsets(config) -> bool:
-    """Whether the config shifts latents (per-channel ``latents_mean`` / ``latents_std`` or
-    ``shift_factor``) rather than only multiplying them by ``scaling_factor``."""
-    return getattr(config, "latents_mean", None) is not None or getattr(config, "shift_factor", None) is not None
+    """Whether the config does more than multiply latents by ``scaling_factor`` (per-channel
+    ``latents_mean`` / ``latents_std``, either of them set, or a ``shift_factor``)."""
+    return any(getattr(config, k, None) is not None for k in ("latents_mean", "latents_std", "shift_factor"))
 
 
 def _affine(config, z):
