@@ -112,10 +112,12 @@ def run_export(args) -> int:
     write_component(os.path.join(out, "vae"), vae_state_dict(comps.vae_params), comps.source_configs["vae"],
                     "diffusion_pytorch_model.safetensors")
     if has_offsets(comps.vae.config):
-        print("warning: this VAE scales latents per channel (latents_mean / latents_std) or shifts them; the "
-              "config keeps those fields, but diffusers' CogVideoX pipelines apply scaling_factor only: with "
-              "diffusers, decode this transformer's latents as z * latents_std / scaling_factor + latents_mean yourself",
-              file=sys.stderr)
+        per_channel = comps.vae.config.latents_mean is not None or comps.vae.config.latents_std is not None
+        how, inverse = (("per channel (latents_mean / latents_std)", "z * latents_std / scaling_factor + latents_mean")
+                        if per_channel else ("with a shift_factor", "z / scaling_factor + shift_factor"))
+        print(f"warning: this VAE scales latents {how}; the config keeps those fields, but diffusers' CogVideoX "
+              f"pipelines apply scaling_factor only: with diffusers, decode this transformer's latents as "
+              f"{inverse} yourself", file=sys.stderr)
     write_component(os.path.join(out, "text_encoder"),
                     t5_state_dict(comps.text_encoder_params, comps.text_encoder.config),
                     comps.source_configs["text_encoder"], "model.safetensors")
