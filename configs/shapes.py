@@ -75,6 +75,9 @@ class VAETrainConfig:
     mse_weight: float = 1.0
     kl_weight: float = 1e-4         # on the per-element mean KL
     foreground_weight: float = 4.0  # extra weight on object pixels (see train/vae_objective.py)
+    # > 0: 2x-pooled latents must also decode to the 2x-pooled clip (train/vae_objective.py); 0.5 kept
+    # the PSNR but did not help the transformer draw shapes (BENCHMARKS.md, 2026-12-02)
+    scale_equivariance_weight: float = 0.0
     object_crops: bool = True       # crops drawn around each clip's object (vae_trainer.random_crops)
     grad_clip: float = 1.0
     seed: int = 0

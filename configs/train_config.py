@@ -73,6 +73,10 @@ class TrainConfig:
     snr_shift_scale: float = 1.0     # 2b trains with 3.0
     num_timesteps: int = 1000
     explicit_uniform_sampling: bool = True
+    timestep_density: str = "uniform"   # "uniform" | "logit_normal" | "min_snr" (train/timestep_density.py)
+    timestep_logit_mean: float = 0.0    # logit_normal: logit(t/T) ~ N(mean, std); mean < 0 favours low noise
+    timestep_logit_std: float = 1.0
+    min_snr_gamma: float = 5.0          # min_snr: density ∝ min(SNR, γ)/(SNR + 1)
     text_dropout: float = 0.1        # SAT 10 % zero embeddings; finetune/ 0
     image_dropout: float = 0.05      # I2V models: conditioning image zeroed (the reference's 5 %)
     text_len: int = 226

@@ -161,3 +161,39 @@ def test_weighted_v_loss_is_the_weighted_mean_of_squared_errors():
                                jnp.mean(w * jnp.square(v_pred - v)), rtol=1e-6)
     np.testing.assert_allclose(v_prediction_loss(v_pred, x0, noise, a, weights=jnp.ones_like(w)),
                                v_prediction_loss(v_pred, x0, noise, a), rtol=1e-6)
+
+
+def test_timestep_density_tables():
+    from cogvideox_jax.train.timestep_density import timestep_probabilities
+
+    ac = training_alphas_cumprod()
+    uni = timestep_probabilities("uniform", ac)
+    np.testing.assert_allclose(uni, 1e-3)
+    low = timestep_probabilities("logit_normal", ac, logit_mean=-1.0)
+    mid = timestep_probabilities("logit_normal", ac)
+    for p in (low, mid):
+        assert p.shape == (1000,) and abs(p.sum() - 1) < 1e-12 and (p > 0).all()
+    assert abs(np.cumsum(mid)[499] - 0.5) < 1e-3  # logit mean 0: symmetric about T/2
+    assert np.cumsum(low)[268] > 0.5 > np.cumsum(low)[267]  # median at T·sigmoid(−1) ≈ 269
+    assert low[800:].sum() < 0.02 < uni[800:].sum()
+    snr = ac / (1 - ac)
+    ms = timestep_probabilities("min_snr", ac, min_snr_gamma=5.0)
+    assert abs(snr[np.argmax(ms)] - 5.0) < 0.3  # peak where SNR = γ
+    assert ms[-1] == 0.0 and ms[0] < 0.01 * ms.max()  # zero terminal SNR, and SNR → ∞ at t = 0
+    for kind, kw in (("cosine", {}), ("logit_normal", {"logit_std": 0.0}), ("min_snr", {"min_snr_gamma": -1.0})):
+        with pytest.raises(ValueError):
+            timestep_probabilities(kind, ac, **kw)
+
+
+def test_sample_timesteps_follow_the_table():
+    from cogvideox_jax.train.timestep_density import sample_timesteps, timestep_probabilities
+
+    p = np.zeros(1000)
+    p[[0, 3, 999]] = [0.1, 0.3, 0.6]
+    t = np.asarray(jax.jit(lambda k: sample_timesteps(k, 20000, p))(jax.random.PRNGKey(0)))
+    assert t.dtype == np.int32 and set(np.unique(t)) == {0, 3, 999}
+    np.testing.assert_allclose([np.mean(t == v) for v in (0, 3, 999)], [0.1, 0.3, 0.6], atol=0.015)
+    q = timestep_probabilities("logit_normal", training_alphas_cumprod(), logit_mean=-1.0)
+    t = np.asarray(sample_timesteps(jax.random.PRNGKey(1), 20000, q))
+    hist = np.bincount(t // 100, minlength=10) / t.size
+    np.testing.assert_allclose(hist, q.reshape(10, 100).sum(1), atol=0.012)

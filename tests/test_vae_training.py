@@ -127,3 +127,22 @@ def test_decoder_only_phase_keeps_the_encoder_and_trains_the_decoder():
                for a, b in zip(jax.tree.leaves(base["decoder"]), jax.tree.leaves(tuned["decoder"])))
     err = [np.mean((reconstruct(vae, p, clips[:4]).astype(np.float32) - clips[:4]) ** 2) for p in (base, tuned)]
     assert err[1] < 0.7 * err[0], err
+
+
+def test_scale_equivariance_term_decodes_the_pooled_latent_to_the_pooled_clip():
+    """The loss adds ``weight·(l1 + mse)`` of (decode(2x2-pooled z) vs the 2x2-pooled clip), the
+    latent cropped to even size first (10 px → a 5x5 latent here → its 4x4 corner, 8 px of the clip)."""
+    vae = AutoencoderKLCogVideoX(TINY)
+    x = jax.random.uniform(jax.random.PRNGKey(0), (2, 5, 10, 10, 3), minval=-1, maxval=1)
+    params = vae.init(jax.random.PRNGKey(1), x, frame_batching="whole")["params"]
+    key = jax.random.PRNGKey(2)
+    base, _ = vae_loss(vae, params, x, key, VAELossWeights(kl=0.0))
+    loss, m = vae_loss(vae, params, x, key, VAELossWeights(kl=0.0, scale_equivariance=0.7))
+    z = np.asarray(vae.apply({"params": params}, x, frame_batching="whole", method="encode").sample(key))
+    assert z.shape[2:4] == (5, 5)
+    zp = z[:, :, :4, :4].reshape(2, z.shape[1], 2, 2, 2, 2, -1).mean(axis=(3, 5))
+    xp = np.asarray(x)[:, :, :8, :8].reshape(2, 5, 4, 2, 4, 2, 3).mean(axis=(3, 5))
+    err = np.asarray(vae.apply({"params": params}, zp, frame_batching="whole", method="decode")) - xp
+    assert err.shape == xp.shape
+    np.testing.assert_allclose(float(m["l1_half"]), np.abs(err).mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(loss), float(base) + 0.7 * (np.abs(err).mean() + (err ** 2).mean()), rtol=1e-5)

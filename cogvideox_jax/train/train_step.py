@@ -1,4 +1,4 @@
-"""One jitted training step on a mesh: noise, explicit-uniform timesteps, caption dropout, v-loss,
+"""One jitted training step on a mesh: noise, explicit-uniform (or density-drawn) timesteps, caption dropout, v-loss,
 gradient accumulation (``lax.scan`` over micro-batches), AdamW update, EMA.
 
 Batches are ``{"latents": (B,t,h,w,C), "text_emb": (B,L,D)}``, the batch dim sharded over
@@ -24,6 +24,7 @@ from cogvideox_jax.train.ema import update_ema
 from cogvideox_jax.train.i2v_conditioning import drop_images, i2v_model_input
 from cogvideox_jax.train.object_loss_weight import object_loss_weights
 from cogvideox_jax.train.text_dropout import drop_text
+from cogvideox_jax.train.timestep_density import sample_timesteps
 from cogvideox_jax.train.timestep_sampling import explicit_uniform_timesteps
 from cogvideox_jax.train.train_state import TrainState, model_params
 
@@ -33,6 +34,7 @@ class StepOptions:
     alphas_cumprod: np.ndarray            # (num_timesteps,) float64
     text_dropout: float = 0.0
     explicit_uniform: bool = True
+    timestep_probabilities: np.ndarray | None = None   # set → t drawn from this table (timestep_density.py)
     grad_accum_steps: int = 1
     ema_decay: float = 0.0
     lora_scale: float | None = None       # set → state.params is a LoRA tree over state.frozen
@@ -62,7 +64,10 @@ def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: i
         text = batch["text_emb"]
         bsz = latents.shape[0]
         k_t, k_n, k_d = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
-        t = explicit_uniform_timesteps(k_t, bsz, num_data_shards, ac.shape[0], opts.explicit_uniform)
+        if opts.timestep_probabilities is None:
+            t = explicit_uniform_timesteps(k_t, bsz, num_data_shards, ac.shape[0], opts.explicit_uniform)
+        else:
+            t = sample_timesteps(k_t, bsz, opts.timestep_probabilities)
         noise = jax.random.normal(k_n, latents.shape, jnp.float32)
         text = drop_text(k_d, text, opts.text_dropout, opts.null_text_emb)
         a = ac[t]

@@ -21,6 +21,7 @@ from cogvideox_jax.parallel.param_sharding import param_shardings, place_params
 from cogvideox_jax.train import lora as lora_lib
 from cogvideox_jax.train.checkpointing import Checkpointer, abstract_with_shardings
 from cogvideox_jax.train.diffusion_loss import training_alphas_cumprod
+from cogvideox_jax.train.timestep_density import timestep_probabilities
 from cogvideox_jax.train.latent_batches import ArrayLatentBatches, FirstLatentFrameImages, SyntheticLatentBatches
 from cogvideox_jax.train.metrics_logging import (MetricsLogger, StepTimer, peak_flops_for, sequence_lengths,
                                                  transformer_train_flops)
@@ -93,6 +94,9 @@ class Trainer:
         self.spec = model_spec or build_model(cfg)
         self.data_factory = data_factory or default_data
         self.alphas_cumprod = training_alphas_cumprod(cfg.num_timesteps, snr_shift_scale=cfg.snr_shift_scale)
+        self.timestep_probabilities = (None if cfg.timestep_density == "uniform" else timestep_probabilities(
+            cfg.timestep_density, self.alphas_cumprod, cfg.timestep_logit_mean, cfg.timestep_logit_std,
+            cfg.min_snr_gamma))
         self.optimizer, self.schedule = make_optimizer(cfg.optimizer, cfg.stages)
         self.lora_scale = lora_lib.lora_scale(cfg.lora.rank, cfg.lora.alpha) if cfg.lora else None
         self.is_main = jax.process_index() == 0
@@ -164,6 +168,7 @@ class Trainer:
             data.set_state(data_state["iter"])
         opts = StepOptions(self.alphas_cumprod, text_dropout=cfg.text_dropout,
                            explicit_uniform=cfg.explicit_uniform_sampling,
+                           timestep_probabilities=self.timestep_probabilities,
                            grad_accum_steps=cfg.optimizer.grad_accum_steps, ema_decay=cfg.ema_decay,
                            lora_scale=self.lora_scale, null_text_emb=self._null_text_emb(),
                            image_dropout=cfg.image_dropout if self.spec.image_conditioned else None,

@@ -24,6 +24,13 @@ class VAELossWeights:
     mse: float = 1.0
     kl: float = 1e-4
     foreground: float = 0.0
+    scale_equivariance: float = 0.0
+
+
+def pool2x(x):
+    """2x2 average pooling over the spatial axes of ``(B, T, H, W, C)`` (H and W even)."""
+    b, t, h, w, c = x.shape
+    return x.reshape(b, t, h // 2, 2, w // 2, 2, c).mean(axis=(3, 5))
 
 
 def foreground_mask(video, threshold: float = 0.1):
@@ -39,26 +46,40 @@ def foreground_weights(video, foreground: float, threshold: float = 0.1):
     return 1.0 + foreground * foreground_mask(video, threshold).astype(jnp.float32)
 
 
+def _reconstruction_terms(recon, video, foreground: float):
+    """``(l1, mse_w, mse)``: the (foreground-weighted) L1 and MSE, and the plain MSE."""
+    err = recon.astype(jnp.float32) - video.astype(jnp.float32)
+    sq = jnp.square(err)
+    mse = jnp.mean(sq)
+    if not foreground:
+        return jnp.mean(jnp.abs(err)), mse, mse
+    w = foreground_weights(video.astype(jnp.float32), foreground)
+    norm = jnp.sum(w) * err.shape[-1]
+    return jnp.sum(w * jnp.abs(err)) / norm, jnp.sum(w * sq) / norm, mse
+
+
 def vae_loss(vae, params, video, key, weights: VAELossWeights = VAELossWeights()):
     """``(loss, metrics)`` for a video batch ``(B, T, H, W, 3)`` in [-1, 1]."""
     post = vae.apply({"params": params}, video, frame_batching="whole", method="encode")
     z = post.sample(key)
     recon = vae.apply({"params": params}, z, frame_batching="whole", method="decode")
-    err = recon.astype(jnp.float32) - video.astype(jnp.float32)
-    sq = jnp.square(err)
-    mse = jnp.mean(sq)
-    if weights.foreground:
-        w = foreground_weights(video.astype(jnp.float32), weights.foreground)
-        norm = jnp.sum(w) * err.shape[-1]
-        l1, mse_w = jnp.sum(w * jnp.abs(err)) / norm, jnp.sum(w * sq) / norm
-    else:
-        l1, mse_w = jnp.mean(jnp.abs(err)), mse
+    l1, mse_w, mse = _reconstruction_terms(recon, video, weights.foreground)
     kl = jnp.mean(post.kl()) / (z[0].size)
     loss = weights.l1 * l1 + weights.mse * mse_w + weights.kl * kl
+    metrics = {}
+    if weights.scale_equivariance:
+        h, w = 2 * (z.shape[2] // 2), 2 * (z.shape[3] // 2)  # even latent crop, and its pixels
+        if h == 0 or w == 0:
+            raise ValueError(f"scale equivariance needs latents of at least 2x2, got {z.shape[2:4]}")
+        f = video.shape[2] // z.shape[2]
+        small = vae.apply({"params": params}, pool2x(z[:, :, :h, :w]), frame_batching="whole", method="decode")
+        l1_s, mse_ws, _ = _reconstruction_terms(small, pool2x(video[:, :, :h * f, :w * f]), weights.foreground)
+        loss = loss + weights.scale_equivariance * (weights.l1 * l1_s + weights.mse * mse_ws)
+        metrics = {"l1_half": l1_s}
     # PSNR of the [0, 1] video: MSE on [-1, 1] is 4x that on [0, 1]
     psnr = 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-12))
     return loss, {"loss": loss, "l1": l1, "mse": mse, "kl": kl, "psnr": psnr,
-                  "latent_std": jnp.std(post.mean)}
+                  "latent_std": jnp.std(post.mean), **metrics}
 
 
 def make_vae_train_step(vae, optimizer, weights: VAELossWeights, train_encoder: bool = True):

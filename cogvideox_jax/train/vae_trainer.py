@@ -131,7 +131,8 @@ def train_vae(vae, cfg, train_clips: np.ndarray, *, mesh: str = "data=-1", log_p
     optimizer = optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
                             optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=0.0))
     opt_state = optimizer.init(params)
-    weights = VAELossWeights(cfg.l1_weight, cfg.mse_weight, cfg.kl_weight, cfg.foreground_weight)
+    weights = VAELossWeights(cfg.l1_weight, cfg.mse_weight, cfg.kl_weight, cfg.foreground_weight,
+                             cfg.scale_equivariance_weight)
 
     def jitted_step(train_encoder: bool):
         raw_step = make_vae_train_step(vae, optimizer, weights, train_encoder=train_encoder)
