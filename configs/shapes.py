@@ -29,8 +29,9 @@ SHAPES_VAE = VAEConfig(block_out_channels=(16, 32, 64, 64), layers_per_block=1, 
 SHAPES_T5 = T5Config(vocab_size=256, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
                      relative_attention_num_buckets=8, relative_attention_max_distance=32)
 
-# A 1.0-5B-style expert transformer (3D RoPE, expert adaLN), 6 layers x 256 wide: preset "shapes"
-# (4 x 192 until 2026-12-01: shape accuracy 30 % vs 41 %, BENCHMARKS.md).
+# A 1.0-5B-style expert transformer (3D RoPE, expert adaLN), 4 layers x 320 wide (5 heads x 64):
+# preset "shapes". 4 x 192 until 2026-12-01 (shape accuracy 30 % vs 41 %), then 6 x 256 (45 %), now
+# wider and shallower at ~8 % less time per step (51 %; BENCHMARKS.md).
 SHAPES_TRANSFORMER = get_preset("shapes")
 
 
