@@ -1,5 +1,5 @@
-"""One jitted training step on a mesh: noise, explicit-uniform (or density-drawn) timesteps, caption dropout, v-loss,
-gradient accumulation (``lax.scan`` over micro-batches), AdamW update, EMA.
+"""One jitted training step on a mesh: noise, explicit-uniform (or density-drawn) timesteps, caption
+dropout, v-loss, gradient accumulation (``lax.scan`` over micro-batches), AdamW update, EMA.
 
 Batches are ``{"latents": (B,t,h,w,C), "text_emb": (B,L,D)}``, the batch dim sharded over
 ``("data", "fsdp")``. The step's randomness is ``fold_in(state.rng, state.step)`` and does not depend

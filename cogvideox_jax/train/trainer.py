@@ -21,12 +21,12 @@ from cogvideox_jax.parallel.param_sharding import param_shardings, place_params
 from cogvideox_jax.train import lora as lora_lib
 from cogvideox_jax.train.checkpointing import Checkpointer, abstract_with_shardings
 from cogvideox_jax.train.diffusion_loss import training_alphas_cumprod
-from cogvideox_jax.train.timestep_density import timestep_probabilities
 from cogvideox_jax.train.latent_batches import ArrayLatentBatches, FirstLatentFrameImages, SyntheticLatentBatches
 from cogvideox_jax.train.metrics_logging import (MetricsLogger, StepTimer, peak_flops_for, sequence_lengths,
                                                  transformer_train_flops)
 from cogvideox_jax.train.model_factory import ModelSpec, abstract_boxed_params, build_model, init_params
 from cogvideox_jax.train.optimizer import make_optimizer
+from cogvideox_jax.train.timestep_density import timestep_probabilities
 from cogvideox_jax.train.train_state import TrainState, create_train_state, state_shardings
 from cogvideox_jax.train.train_step import StepOptions, make_train_step
 
