@@ -126,7 +126,11 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    num_prompts: int | None = None  # held-out prompts sampled (None: all of them)
+    num_prompts: int | None = None  # prompts sampled (None: all of the held-out split)
+    # "heldout": the prompts of the held-out (color, shape, direction) combinations, the reported
+    # score; "train": training captions (set num_prompts), the model on what it was trained on: the
+    # generalization gap (BENCHMARKS.md, 2026-12-02 sixth session)
+    split: str = "heldout"
     seeds: tuple[int, ...] = (0, 1)
     strip_rows: int = 6             # samples shown in eval/samples.png
 

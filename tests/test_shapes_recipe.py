@@ -69,6 +69,22 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     # the ground-truth held-out clips score perfectly on the evaluator (its own validation)
     assert summary["ground_truth_heldout"]["accuracy"]["color"] == 1.0
 
+    # the evaluation also samples training captions (the generalization gap), and says which split
+    from cogvideox_jax.train.shapes_recipe import stage_eval
+
+    toy = _toy_recipe()
+    paths = {s: os.path.join(work, s) for s in STAGES}
+    with pytest.raises(ValueError, match="num_prompts"):
+        stage_eval(dataclasses.replace(toy, evaluation=EvalConfig(split="train")), str(tmp_path / "e"), paths, False)
+    train_eval = str(tmp_path / "eval_train")
+    stage_eval(dataclasses.replace(toy, evaluation=EvalConfig(num_prompts=2, seeds=(0,), split="train")),
+               train_eval, paths, False)
+    captions = open(os.path.join(work, "dataset", "train", "prompts.txt")).read().splitlines()[:2]
+    sampled = [json.loads(line)["caption"] for line in open(os.path.join(train_eval, "samples", "metadata.jsonl"))]
+    assert sampled == captions
+    assert json.load(open(os.path.join(train_eval, "summary.json")))["split"] == "train"
+    assert summary["split"] == "heldout"
+
     # a second run skips every stage
     capsys.readouterr()
     run(_toy_recipe(), work, progress=False)

@@ -12,7 +12,8 @@ interrupted run resumes at the stage it was in; ``timings.json`` records each st
                      factor by default, or per channel) and T5 embeddings of every training clip;
 7. ``transformer/``  the expert transformer on those latents (the project's ``Trainer``, v-loss);
 8. ``checkpoint/``   a cogvideox-jax pipeline checkpoint (what ``sample --checkpoint`` reads);
-9. ``eval/``         samples for the held-out prompts and their shapes-evaluator scores + VAE PSNR.
+9. ``eval/``         samples for the held-out prompts (or, ``evaluation.split=train``, training
+                     captions) and their shapes-evaluator scores + VAE PSNR.
 
 ``--install`` copies ``checkpoint/`` into the package as the default model of ``cogvideox-jax sample``.
 """
@@ -241,9 +242,16 @@ def stage_checkpoint(recipe, out: str, p: dict) -> dict:
     return {"megabytes": round(size / 2 ** 20, 2)}
 
 
-def heldout_prompts(dataset: str, limit: int | None = None) -> list[dict]:
-    """Held-out records (caption + attributes), the prompts the evaluation samples."""
-    with open(os.path.join(dataset, "heldout", "metadata.jsonl"), encoding="utf-8") as f:
+def split_prompts(dataset: str, split: str = "heldout", limit: int | None = None) -> list[dict]:
+    """The first ``limit`` records (caption + attributes) of a dataset split, the prompts the
+    evaluation samples: ``"heldout"`` (all of them by default) or ``"train"`` (``limit`` required:
+    the split has thousands)."""
+    if split not in ("heldout", "train"):
+        raise ValueError(f"evaluation.split must be 'heldout' or 'train', got {split!r}")
+    if split == "train" and limit is None:
+        raise ValueError("evaluation.split=train needs evaluation.num_prompts (e.g. 120): the training "
+                         "split has thousands of prompts")
+    with open(os.path.join(dataset, split, "metadata.jsonl"), encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     return rows[:limit]
 
@@ -259,7 +267,7 @@ def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: in
     pipe = CogVideoXPipeline.from_pretrained(checkpoint)
     os.makedirs(os.path.join(out, "videos"), exist_ok=True)
     meta = []
-    bar = tqdm(total=len(rows) * len(seeds), desc="sample held-out prompts", unit="video", disable=not progress)
+    bar = tqdm(total=len(rows) * len(seeds), desc="sample prompts", unit="video", disable=not progress)
     for seed in seeds:
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
@@ -297,7 +305,7 @@ def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
     from cogvideox_jax.train.vae_trainer import load_clips, reconstruct
 
     ev = recipe.evaluation
-    rows = heldout_prompts(p["dataset"], ev.num_prompts)
+    rows = split_prompts(p["dataset"], ev.split, ev.num_prompts)
     sample_prompts(p["checkpoint"], rows, ev.seeds, os.path.join(out, "samples"), recipe.sampling.steps,
                    recipe.sampling.guidance_scale, progress=progress)
     records, summary = evaluate_folder(os.path.join(out, "samples"))
@@ -307,7 +315,8 @@ def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
     vae = AutoencoderKLCogVideoX(recipe.vae)
     rec = reconstruct(vae, restore_params(os.path.join(p["vae_decoder"], "params")), held)
     result = {"samples": summary, "ground_truth_heldout": gt_summary,
-              "vae_psnr_heldout": psnr(rec, held), "num_prompts": len(rows), "seeds": list(ev.seeds)}
+              "vae_psnr_heldout": psnr(rec, held), "num_prompts": len(rows), "split": ev.split,
+              "seeds": list(ev.seeds)}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(result, f, indent=1)
     with open(os.path.join(out, "records.jsonl"), "w") as f:
