@@ -134,6 +134,15 @@ class EvalConfig:
     seeds: tuple[int, ...] = (0, 1)
     strip_rows: int = 6             # samples shown in eval/samples.png
 
+    def check(self) -> None:
+        """Raise on a setting the eval stage would reject (``train-shapes`` checks before training).
+        Not ``__post_init__``: ``--set`` applies one field at a time."""
+        if self.split not in ("heldout", "train"):
+            raise ValueError(f"evaluation.split must be 'heldout' or 'train', got {self.split!r}")
+        if self.split == "train" and self.num_prompts is None:
+            raise ValueError("evaluation.split=train needs evaluation.num_prompts (e.g. 120): the training "
+                             "split has thousands of prompts")
+
 
 @dataclass(frozen=True)
 class ShapesRecipe:

@@ -74,8 +74,6 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
 
     toy = _toy_recipe()
     paths = {s: os.path.join(work, s) for s in STAGES}
-    with pytest.raises(ValueError, match="num_prompts"):
-        stage_eval(dataclasses.replace(toy, evaluation=EvalConfig(split="train")), str(tmp_path / "e"), paths, False)
     train_eval = str(tmp_path / "eval_train")
     stage_eval(dataclasses.replace(toy, evaluation=EvalConfig(num_prompts=2, seeds=(0,), split="train")),
                train_eval, paths, False)
@@ -96,6 +94,21 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert cli_main(["sample", "--checkpoint", os.path.join(work, "checkpoint"), "--prompt",
                      "a red circle moves to the left", "--out", video]) == 0
     assert read_video_uint8(video).shape == (9, 64, 64, 3)
+
+
+def test_eval_split_is_checked_before_any_stage_runs(tmp_path):
+    from configs.train_config import apply_overrides
+    from cogvideox_jax.train.shapes_recipe import run
+
+    work = tmp_path / "work"
+    with pytest.raises(ValueError, match="num_prompts"):
+        run(apply_overrides(get_config(), ["evaluation.split=train"]), str(work), progress=False)
+    with pytest.raises(ValueError, match="'heldout' or 'train'"):
+        run(apply_overrides(get_config(), ["evaluation.split=test"]), str(work), progress=False)
+    assert not work.exists()
+    ev = apply_overrides(get_config(), ["evaluation.split=train", "evaluation.num_prompts=4"]).evaluation
+    ev.check()
+    assert (ev.split, ev.num_prompts) == ("train", 4)
 
 
 def test_install_default_model_copies_a_checkpoint(tmp_path):

@@ -243,14 +243,8 @@ def stage_checkpoint(recipe, out: str, p: dict) -> dict:
 
 
 def split_prompts(dataset: str, split: str = "heldout", limit: int | None = None) -> list[dict]:
-    """The first ``limit`` records (caption + attributes) of a dataset split, the prompts the
-    evaluation samples: ``"heldout"`` (all of them by default) or ``"train"`` (``limit`` required:
-    the split has thousands)."""
-    if split not in ("heldout", "train"):
-        raise ValueError(f"evaluation.split must be 'heldout' or 'train', got {split!r}")
-    if split == "train" and limit is None:
-        raise ValueError("evaluation.split=train needs evaluation.num_prompts (e.g. 120): the training "
-                         "split has thousands of prompts")
+    """The first ``limit`` records (caption + attributes) of a dataset split (``"heldout"`` or
+    ``"train"``), the prompts the evaluation samples."""
     with open(os.path.join(dataset, split, "metadata.jsonl"), encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     return rows[:limit]
@@ -327,6 +321,7 @@ def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
 
 # -------------------------------------------------------------------------------------------- main
 def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = True) -> dict:
+    recipe.evaluation.check()
     os.makedirs(workdir, exist_ok=True)
     tpath = os.path.join(workdir, "timings.json")
     timings = json.load(open(tpath)) if os.path.exists(tpath) else {}
