@@ -137,8 +137,10 @@ class EvalConfig:
     def check(self) -> None:
         """Raise on a setting the eval stage would reject (``train-shapes`` checks before training).
         Not ``__post_init__``: ``--set`` applies one field at a time."""
-        if self.split not in ("heldout", "train"):
-            raise ValueError(f"evaluation.split must be 'heldout' or 'train', got {self.split!r}")
+        from cogvideox_jax.data.shapes.make_dataset import SPLITS
+
+        if self.split not in SPLITS:
+            raise ValueError(f"evaluation.split must be one of {SPLITS}, got {self.split!r}")
         if self.split == "train" and self.num_prompts is None:
             raise ValueError("evaluation.split=train needs evaluation.num_prompts (e.g. 120): the training "
                              "split has thousands of prompts")

@@ -103,7 +103,7 @@ def test_eval_split_is_checked_before_any_stage_runs(tmp_path):
     work = tmp_path / "work"
     with pytest.raises(ValueError, match="num_prompts"):
         run(apply_overrides(get_config(), ["evaluation.split=train"]), str(work), progress=False)
-    with pytest.raises(ValueError, match="'heldout' or 'train'"):
+    with pytest.raises(ValueError, match="one of"):
         run(apply_overrides(get_config(), ["evaluation.split=test"]), str(work), progress=False)
     assert not work.exists()
     ev = apply_overrides(get_config(), ["evaluation.split=train", "evaluation.num_prompts=4"]).evaluation
