@@ -1,11 +1,13 @@
 """The embedded-default-model recipe (``cogvideox-jax train-shapes``) end to end at a toy size:
 dataset -> tokenizer -> T5 -> VAE training -> decoder fine-tune -> latents -> transformer training -> checkpoint -> eval,
-then resume (every stage skipped) and sampling from the written checkpoint through the CLI."""
+then resume (every stage skipped), sampling from the written checkpoint through the CLI, and the
+transformer stage again with the T5 trained alongside (``train_text_encoder``)."""
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import shutil
 
 import chex
 import jax
@@ -92,6 +94,30 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     # the checkpoint samples through the CLI with its stored sampling defaults (2 steps)
     video = str(tmp_path / "v.mp4")
     assert cli_main(["sample", "--checkpoint", os.path.join(work, "checkpoint"), "--prompt",
+                     "a red circle moves to the left", "--out", video]) == 0
+    assert read_video_uint8(video).shape == (9, 64, 64, 3)
+
+    # train_text_encoder: the T5 trains with the transformer on the cached token ids, and the checkpoint
+    # ships that T5 (the stages before the transformer's are reused from the run above)
+    from cogvideox_jax.models.t5.prompt_encoding import load_tokenizer, tokenize_prompts
+
+    ids = np.load(os.path.join(work, "latents", "text_ids.npy"))
+    all_captions = open(os.path.join(work, "dataset", "train", "prompts.txt")).read().splitlines()
+    tok = load_tokenizer(os.path.join(work, "tokenizer"))
+    np.testing.assert_array_equal(ids, tokenize_prompts(tok, all_captions, 24))
+    np.testing.assert_array_equal(np.load(os.path.join(work, "latents", "null_text_ids.npy")),
+                                  tokenize_prompts(tok, [""], 24)[0])
+    joint = str(tmp_path / "joint")
+    for s in STAGES[:STAGES.index("transformer")]:
+        shutil.copytree(os.path.join(work, s), os.path.join(joint, s))
+    run(dataclasses.replace(_toy_recipe(), train_text_encoder=True), joint, stop_after="checkpoint", progress=False)
+    trained = restore_params(os.path.join(joint, "transformer", "text_encoder_params"))
+    shipped = restore_params(os.path.join(joint, "checkpoint", "text_encoder", "params"))
+    frozen = restore_params(os.path.join(joint, "text_encoder", "params"))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(trained), jax.tree.leaves(shipped)))
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(shipped)))
+    video = str(tmp_path / "v_joint.mp4")
+    assert cli_main(["sample", "--checkpoint", os.path.join(joint, "checkpoint"), "--prompt",
                      "a red circle moves to the left", "--out", video]) == 0
     assert read_video_uint8(video).shape == (9, 64, 64, 3)
 

@@ -31,6 +31,7 @@ import numpy as np
 STAGES = ("dataset", "tokenizer", "text_encoder", "vae", "vae_decoder", "latents", "transformer", "checkpoint",
           "eval")
 DONE = ".done"
+TRAINED_T5 = "text_encoder_params"   # transformer/ subfolder: the T5 trained with it (train_text_encoder)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -148,7 +149,7 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
 
     from cogvideox_jax.compiler_options import memory_optimized
     from cogvideox_jax.convert.params_checkpoint import restore_params
-    from cogvideox_jax.models.t5.prompt_encoding import encode_text, load_tokenizer
+    from cogvideox_jax.models.t5.prompt_encoding import encode_prompts_jit, load_tokenizer, tokenize_prompts
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
     from cogvideox_jax.models.vae.latent_scaling import scale_latents
 
@@ -168,11 +169,15 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     tok = load_tokenizer(tok_dir)
     t5, tparams = _load_t5(recipe, t5_dir)
     L = recipe.transformer.max_text_seq_length
-    caps = _captions(train)
-    emb = np.concatenate([np.asarray(encode_text(tok, t5, tparams, caps[i:i + 256], L))
-                          for i in range(0, len(caps), 256)])
+    ids = tokenize_prompts(tok, _captions(train), L)
+    null_ids = tokenize_prompts(tok, [""], L)
+    emb = np.concatenate([np.asarray(encode_prompts_jit(t5, tparams, ids[i:i + 256]))
+                          for i in range(0, len(ids), 256)])
     np.save(os.path.join(out, "text_emb.npy"), emb.astype(np.float32))
-    np.save(os.path.join(out, "null_text_emb.npy"), np.asarray(encode_text(tok, t5, tparams, [""], L))[0])
+    np.save(os.path.join(out, "null_text_emb.npy"), np.asarray(encode_prompts_jit(t5, tparams, null_ids))[0])
+    # the token ids too, for a transformer stage that trains the text encoder (recipe.train_text_encoder)
+    np.save(os.path.join(out, "text_ids.npy"), ids)
+    np.save(os.path.join(out, "null_text_ids.npy"), null_ids[0])
     with open(os.path.join(out, "scaling.json"), "w") as f:
         json.dump(scaling, f)
     return {**scaling, "latents": list(means.shape)}
@@ -201,22 +206,30 @@ def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True)
     import jax.numpy as jnp
 
     from cogvideox_jax.convert.params_checkpoint import save_params
+    from cogvideox_jax.models.text_video_denoiser import TextVideoDenoiser
     from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
-    from cogvideox_jax.train.model_factory import spec_for_transformer
+    from cogvideox_jax.train.model_factory import spec_for_text_video_denoiser, spec_for_transformer
     from cogvideox_jax.train.trainer import Trainer, host_tree
 
     cfg = recipe.transformer_train
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, kind="precomputed", path=latents_dir))
-    module = CogVideoXTransformer3D(recipe.transformer, dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.dtype(cfg.param_dtype))
-    trainer = Trainer(cfg, os.path.join(out, "run"), model_spec=spec_for_transformer(module), progress=progress)
+    dtypes = dict(dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.dtype(cfg.param_dtype))
+    if recipe.train_text_encoder:  # T5 + transformer trained together on token ids
+        spec = spec_for_text_video_denoiser(TextVideoDenoiser(recipe.t5, recipe.transformer, **dtypes))
+    else:                          # the transformer alone, on the frozen T5's cached embeddings
+        spec = spec_for_transformer(CogVideoXTransformer3D(recipe.transformer, **dtypes))
+    trainer = Trainer(cfg, os.path.join(out, "run"), model_spec=spec, progress=progress)
     records = trainer.fit()
     state = trainer.state
     params = host_tree(state.ema if cfg.ema_decay > 0 else state.params)
     trainer.close()
+    if recipe.train_text_encoder:
+        save_params(os.path.join(out, TRAINED_T5), params["text_encoder"])
+        params = params["transformer"]
     save_params(os.path.join(out, "params"), params)
     last = records[-1] if records else {}
     return {"steps": cfg.total_steps, "final_loss": last.get("loss"),
-            "ema": cfg.ema_decay > 0}
+            "ema": cfg.ema_decay > 0, "text_encoder_trained": recipe.train_text_encoder}
 
 
 def stage_checkpoint(recipe, out: str, p: dict) -> dict:
@@ -230,9 +243,11 @@ def stage_checkpoint(recipe, out: str, p: dict) -> dict:
     vae_cfg = vae_with_scaling(recipe.vae, scaling)
     configs = {"transformer": recipe.transformer.to_diffusers_config(), "vae": vae_config_json(vae_cfg),
                "text_encoder": t5_config_json(recipe.t5)}
+    trained_t5 = os.path.join(p["transformer"], TRAINED_T5)
     params = {"transformer": restore_params(os.path.join(p["transformer"], "params")),
               "vae": restore_params(os.path.join(p["vae_decoder"], "params")),
-              "text_encoder": restore_params(os.path.join(p["text_encoder"], "params"))}
+              "text_encoder": restore_params(trained_t5 if os.path.exists(trained_t5)
+                                             else os.path.join(p["text_encoder"], "params"))}
     sched = SchedulerConfig(kind=recipe.sampling.scheduler, snr_shift_scale=recipe.transformer_train.snr_shift_scale)
     write_pipeline_checkpoint(out, configs=configs, params=params, tokenizer_dir=p["tokenizer"],
                               scheduler_config=sched.to_diffusers_config(), dtype="fp32", variant="shapes")

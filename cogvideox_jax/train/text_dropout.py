@@ -11,10 +11,11 @@ import jax.numpy as jnp
 
 
 def drop_text(key, text_emb, rate: float, null=None):
-    """Replace whole rows of ``text_emb`` (B, L, D) with ``null`` (L, D) (default zeros) with probability ``rate``."""
+    """Replace whole rows of ``text_emb`` (B, L, D) with ``null`` (L, D) (default zeros) with probability
+    ``rate``; any rank (token ids (B, L) with the empty prompt's ids (L,) as ``null``)."""
     if rate <= 0.0:
         return text_emb
     keep = jax.random.bernoulli(key, 1.0 - rate, (text_emb.shape[0],))
     null = jnp.zeros_like(text_emb) if null is None else jnp.broadcast_to(jnp.asarray(null, text_emb.dtype),
                                                                           text_emb.shape)
-    return jnp.where(keep[:, None, None], text_emb, null)
+    return jnp.where(keep.reshape((-1,) + (1,) * (text_emb.ndim - 1)), text_emb, null)

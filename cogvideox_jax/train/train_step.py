@@ -1,7 +1,8 @@
 """One jitted training step on a mesh: noise, explicit-uniform (or density-drawn) timesteps, caption
 dropout, v-loss, gradient accumulation (``lax.scan`` over micro-batches), AdamW update, EMA.
 
-Batches are ``{"latents": (B,t,h,w,C), "text_emb": (B,L,D)}``, the batch dim sharded over
+Batches are ``{"latents": (B,t,h,w,C), "text_emb": (B,L,D)}`` (or ``"text_ids": (B,L)`` for a model
+that encodes its own text: ``models/text_video_denoiser.py``), the batch dim sharded over
 ``("data", "fsdp")``. The step's randomness is ``fold_in(state.rng, state.step)`` and does not depend
 on the accumulation split.
 """
@@ -38,7 +39,8 @@ class StepOptions:
     grad_accum_steps: int = 1
     ema_decay: float = 0.0
     lora_scale: float | None = None       # set → state.params is a LoRA tree over state.frozen
-    null_text_emb: np.ndarray | None = None   # (L, D) dropped captions' embedding (default zeros)
+    null_text_emb: np.ndarray | None = None   # (L, D) dropped captions' embedding (default zeros); the
+                                              # empty prompt's ids (L,) with token-id batches
     image_dropout: float | None = None    # set → image-to-video: batches carry "image_latents" (B,1,h,w,C)
     ofs: float | None = None              # CogVideoX 1.5-I2V's ofs embedding input (2.0)
     object_loss_weight: float = 0.0       # > 0: extra v-loss weight on object latent cells
@@ -61,7 +63,7 @@ def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: i
 
     def loss_and_grads(state: TrainState, batch):
         latents = batch["latents"].astype(jnp.float32)
-        text = batch["text_emb"]
+        text = batch["text_ids"] if "text_ids" in batch else batch["text_emb"]
         bsz = latents.shape[0]
         k_t, k_n, k_d = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
         if opts.timestep_probabilities is None:

@@ -54,10 +54,11 @@ def default_data(cfg, stage_index: int, lat_shape, text_shape, batch_size: int):
     if d.kind == "synthetic":
         return SyntheticLatentBatches(d.num_synthetic, lat_shape, text_shape, batch_size,
                                       seed=d.shuffle_seed + stage_index)
-    if d.kind == "precomputed":
+    if d.kind == "precomputed":  # text_shape (L,): a model that takes token ids (text_ids.npy)
+        key = "text_ids" if len(text_shape) == 1 else "text_emb"
         lat = np.load(os.path.join(d.path, "latents.npy"), mmap_mode="r")
-        txt = np.load(os.path.join(d.path, "text_emb.npy"), mmap_mode="r")
-        return ArrayLatentBatches(lat, txt, batch_size, seed=d.shuffle_seed + stage_index)
+        txt = np.load(os.path.join(d.path, f"{key}.npy"), mmap_mode="r")
+        return ArrayLatentBatches(lat, txt, batch_size, seed=d.shuffle_seed + stage_index, text_key=key)
     if d.kind == "latent_cache":
         from cogvideox_jax.train.cli_precompute import latent_cache_data
 
@@ -114,7 +115,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def _shapes(self, stage):
         lat = latent_shape(stage, self.spec.latent_channels)
-        return lat, (self.cfg.text_len, self.spec.text_dim)
+        return lat, self.spec.text_shape(self.cfg.text_len)
 
     def build_state(self) -> TrainState:
         cfg = self.cfg
@@ -174,15 +175,17 @@ class Trainer:
                            image_dropout=cfg.image_dropout if self.spec.image_conditioned else None,
                            ofs=self.spec.ofs, object_loss_weight=cfg.object_loss_weight,
                            object_threshold=cfg.object_threshold)
+        ndims = {"latents": 5, self.spec.text_key: 1 + len(txt),
+                 **({"image_latents": 5} if self.spec.image_conditioned else {})}
         step_fn = make_train_step(self.spec.module, self.optimizer, self.schedule, opts, self.mesh,
-                                  self.state_shardings)
+                                  self.state_shardings, batch_ndims=ndims)
         return _Stage(index, start, step_fn, data, (cfg.batch_size, *lat), (cfg.batch_size, *txt))
 
     def _null_text_emb(self):
-        """Precomputed data may carry ``null_text_emb.npy`` (the encoded empty prompt): caption dropout
-        then uses it instead of zeros."""
+        """Precomputed data may carry ``null_text_emb.npy`` (the encoded empty prompt; ``null_text_ids.npy``,
+        its token ids, for a token-id model): caption dropout then uses it instead of zeros."""
         d = self.cfg.data
-        path = os.path.join(d.path, "null_text_emb.npy")
+        path = os.path.join(d.path, f"null_{self.spec.text_key}.npy")
         if d.kind == "precomputed" and os.path.exists(path):
             return np.load(path).astype(np.float32)
         return None

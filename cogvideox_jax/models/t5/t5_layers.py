@@ -88,6 +88,33 @@ class T5FeedForward(nn.Module):
         return self._dense(d_model, ("mlp", "embed"), "wo", jnp.float32)(h.astype(jnp.float32))
 
 
+class HeadsDense(nn.Module):
+    """``nn.DenseGeneral`` without bias (same params, init values and ``dot_general``), its kernel
+    created at its final rank with logical ``names``. DenseGeneral initialises a flat 2-D kernel and
+    reshapes it, which under a mesh and the logical rules (training: params are checked against
+    their init's shape) constrains the 2-D value with the kernel's 3 names and fails."""
+
+    features: tuple[int, ...]
+    axis: tuple[int, ...]           # contracted input axes (negative)
+    names: tuple[str, ...]
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        axis = tuple(a % x.ndim for a in self.axis)
+        shape = tuple(x.shape[a] for a in axis) + tuple(self.features)
+        n_in = len(axis)
+
+        def init(key, shape, dtype=jnp.float32):  # DenseGeneral's: the flat (in, out) draw, reshaped
+            flat = (math.prod(shape[:n_in]), math.prod(shape[n_in:]))
+            return jnp.reshape(_DEFAULT_KERNEL_INIT(key, flat, dtype), shape)
+
+        kernel = self.param("kernel", logical_init(init, self.names), shape, self.param_dtype)
+        x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+        return jax.lax.dot_general(x, kernel, ((axis, tuple(range(n_in))), ((), ())))
+
+
 class T5SelfAttention(nn.Module):
     """Bidirectional multi-head self-attention without the 1/sqrt(d) scaling (T5 quirk).
 
@@ -107,14 +134,8 @@ class T5SelfAttention(nn.Module):
         d_model = x.shape[-1]
 
         def proj(name):
-            return nn.DenseGeneral(
-                (self.num_heads, self.d_kv),
-                use_bias=False,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                kernel_init=logical_init(_DEFAULT_KERNEL_INIT, ("embed", "heads", "kv")),
-                name=name,
-            )(x)
+            return HeadsDense((self.num_heads, self.d_kv), (-1,), ("embed", "heads", "kv"), self.dtype,
+                              self.param_dtype, name=name)(x)
 
         q, k, v = proj("q"), proj("k"), proj("v")  # (B, L, H, D)
         q = constrain(q, ("activation_batch", "activation_length", "activation_heads", "activation_kv"))
@@ -128,12 +149,5 @@ class T5SelfAttention(nn.Module):
         weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
         out = constrain(out, ("activation_batch", "activation_length", "activation_heads", "activation_kv"))
-        return nn.DenseGeneral(
-            d_model,
-            axis=(-2, -1),
-            use_bias=False,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=logical_init(_DEFAULT_KERNEL_INIT, ("heads", "kv", "embed")),
-            name="o",
-        )(out)
+        return HeadsDense((d_model,), (-2, -1), ("heads", "kv", "embed"), self.dtype, self.param_dtype,
+                          name="o")(out)
