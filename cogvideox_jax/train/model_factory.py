@@ -37,7 +37,7 @@ class ModelSpec:
 
     @property
     def text_key(self) -> str:
-        return "text_ids" if self.text_input == "token_ids" else "text_emb"
+        return text_batch_key(self.text_shape(1))
 
     def text_shape(self, text_len: int) -> tuple[int, ...]:
         """Per-example shape of the text input."""
@@ -155,6 +155,12 @@ def spec_for_transformer(module) -> ModelSpec:
     return ModelSpec(module, latent, c.text_embed_dim, c.patch_size, c.patch_size_t or 1, c.num_layers,
                      c.inner_dim, 4, c.time_embed_dim, image_conditioned=c.in_channels == 2 * latent,
                      ofs=2.0 if c.ofs_embed_dim else None)
+
+
+def text_batch_key(text_shape: tuple[int, ...]) -> str:
+    """The batch key of a text input of per-example shape ``text_shape``: ``(L,)`` token ids ->
+    ``"text_ids"``, ``(L, D)`` embeddings -> ``"text_emb"`` (also the precomputed ``.npy`` names)."""
+    return "text_ids" if len(text_shape) == 1 else "text_emb"
 
 
 def spec_for_text_video_denoiser(module) -> ModelSpec:

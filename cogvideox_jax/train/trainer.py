@@ -24,7 +24,8 @@ from cogvideox_jax.train.diffusion_loss import training_alphas_cumprod
 from cogvideox_jax.train.latent_batches import ArrayLatentBatches, FirstLatentFrameImages, SyntheticLatentBatches
 from cogvideox_jax.train.metrics_logging import (MetricsLogger, StepTimer, peak_flops_for, sequence_lengths,
                                                  transformer_train_flops)
-from cogvideox_jax.train.model_factory import ModelSpec, abstract_boxed_params, build_model, init_params
+from cogvideox_jax.train.model_factory import (ModelSpec, abstract_boxed_params, build_model, init_params,
+                                                text_batch_key)
 from cogvideox_jax.train.optimizer import make_optimizer
 from cogvideox_jax.train.timestep_density import timestep_probabilities
 from cogvideox_jax.train.train_state import TrainState, create_train_state, state_shardings
@@ -54,8 +55,8 @@ def default_data(cfg, stage_index: int, lat_shape, text_shape, batch_size: int):
     if d.kind == "synthetic":
         return SyntheticLatentBatches(d.num_synthetic, lat_shape, text_shape, batch_size,
                                       seed=d.shuffle_seed + stage_index)
-    if d.kind == "precomputed":  # text_shape (L,): a model that takes token ids (text_ids.npy)
-        key = "text_ids" if len(text_shape) == 1 else "text_emb"
+    if d.kind == "precomputed":  # text_emb.npy, or text_ids.npy for a model that takes token ids
+        key = text_batch_key(text_shape)
         lat = np.load(os.path.join(d.path, "latents.npy"), mmap_mode="r")
         txt = np.load(os.path.join(d.path, f"{key}.npy"), mmap_mode="r")
         return ArrayLatentBatches(lat, txt, batch_size, seed=d.shuffle_seed + stage_index, text_key=key)
