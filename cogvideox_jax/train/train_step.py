@@ -24,6 +24,7 @@ from cogvideox_jax.train.diffusion_loss import add_noise, v_prediction_loss
 from cogvideox_jax.train.ema import update_ema
 from cogvideox_jax.train.i2v_conditioning import drop_images, i2v_model_input
 from cogvideox_jax.train.object_loss_weight import object_loss_weights
+from cogvideox_jax.train.prediction_rollout import rollout_inputs
 from cogvideox_jax.train.text_dropout import drop_text
 from cogvideox_jax.train.timestep_density import sample_timesteps
 from cogvideox_jax.train.timestep_sampling import explicit_uniform_timesteps
@@ -45,6 +46,10 @@ class StepOptions:
     ofs: float | None = None              # CogVideoX 1.5-I2V's ofs embedding input (2.0)
     object_loss_weight: float = 0.0       # > 0: extra v-loss weight on object latent cells
     object_threshold: float = 1.5         # (train/object_loss_weight.py)
+    rollout_fraction: float = 0.0         # > 0: rows trained on the model's own prediction
+    rollout_max_jump: int = 300           # (train/prediction_rollout.py)
+    rollout_min_t: int = 100
+    rollout_start_step: int = 0
 
 
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
@@ -75,23 +80,35 @@ def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: i
         a = ac[t]
         i2v = opts.image_dropout is not None
         kw = {} if opts.ofs is None else {"ofs": opts.ofs}
+        image = None
+        if i2v:  # dropout over the whole batch: independent of the accumulation split
+            image = drop_images(jax.random.fold_in(k_d, 1), batch["image_latents"].astype(jnp.float32),
+                                opts.image_dropout)
+
+        def apply(p, x_t, txt, tt, img):
+            return module.apply({"params": p}, i2v_model_input(x_t, img) if i2v else x_t, txt, tt, **kw)
+
+        x_t = add_noise(latents, noise, a)
+        if opts.rollout_fraction > 0:  # no forward pass before rollout_start_step
+            x_t, noise = jax.lax.cond(
+                state.step >= opts.rollout_start_step,
+                lambda: rollout_inputs(
+                    lambda x, tt: apply(model_params(state, opts.lora_scale), x, text, tt, image),
+                    latents, noise, t, ac, jax.random.fold_in(k_n, 1), opts.rollout_fraction,
+                    opts.rollout_max_jump, opts.rollout_min_t)[:2],
+                lambda: (x_t, noise))
 
         def loss_fn(trainable, mb):
             st = state.replace(params=trainable)
-            p = model_params(st, opts.lora_scale)
-            x_t = add_noise(mb["x0"], mb["noise"], mb["a"])
-            model_in = i2v_model_input(x_t, mb["image"]) if i2v else x_t
-            v = module.apply({"params": p}, model_in, mb["text"], mb["t"], **kw)
+            v = apply(model_params(st, opts.lora_scale), mb["x_t"], mb["text"], mb["t"], mb.get("image"))
             w = (object_loss_weights(mb["x0"], opts.object_loss_weight, opts.object_threshold)
                  if opts.object_loss_weight > 0 else None)
             return v_prediction_loss(v, mb["x0"], mb["noise"], mb["a"], weights=w)
 
         n = opts.grad_accum_steps
-        mbs = {"x0": _micro(latents, n), "noise": _micro(noise, n), "a": _micro(a, n),
+        mbs = {"x0": _micro(latents, n), "x_t": _micro(x_t, n), "noise": _micro(noise, n), "a": _micro(a, n),
                "text": _micro(text, n), "t": _micro(t, n)}
-        if i2v:  # dropout over the whole batch: independent of the accumulation split
-            image = drop_images(jax.random.fold_in(k_d, 1), batch["image_latents"].astype(jnp.float32),
-                                opts.image_dropout)
+        if i2v:
             mbs["image"] = _micro(image, n)
         grad_fn = jax.value_and_grad(loss_fn)
         if n == 1:

@@ -175,7 +175,9 @@ class Trainer:
                            lora_scale=self.lora_scale, null_text_emb=self._null_text_emb(),
                            image_dropout=cfg.image_dropout if self.spec.image_conditioned else None,
                            ofs=self.spec.ofs, object_loss_weight=cfg.object_loss_weight,
-                           object_threshold=cfg.object_threshold)
+                           object_threshold=cfg.object_threshold, rollout_fraction=cfg.rollout_fraction,
+                           rollout_max_jump=cfg.rollout_max_jump, rollout_min_t=cfg.rollout_min_t,
+                           rollout_start_step=cfg.rollout_start_step)
         ndims = {"latents": 5, self.spec.text_key: 1 + len(txt),
                  **({"image_latents": 5} if self.spec.image_conditioned else {})}
         step_fn = make_train_step(self.spec.module, self.optimizer, self.schedule, opts, self.mesh,

@@ -1,0 +1,66 @@
+"""Training inputs built from the model's own prediction (against exposure bias).
+
+In training, ``x_t`` is always a clean clip plus noise, so near the data the network learns to keep
+whatever outline ``x_t`` shows. In sampling, ``x_t`` comes from the network's own earlier steps; if
+those rounded an outline off (the mean over what mid-level noise leaves undecided), the later
+steps keep the rounded outline, whatever the caption names (BENCHMARKS.md, "Embedded default
+model": one-step predictions from t = 400 come out round for nearly every caption). This module
+builds, for a fraction of the batch rows, the input the sampler would hand the network:
+
+1. noise the clean latent ``x0`` to a higher timestep ``s = t + jump`` (jump uniform in
+   ``[1, max_jump]``, capped at T − 1);
+2. predict ``x̂0`` there with the current weights (no gradient);
+3. noise ``x̂0`` back to ``t`` with fresh noise: ``x_t' = √ᾱ_t·x̂0 + √(1−ᾱ_t)·ε'``.
+
+The target stays the clean clip: the noise that would make ``x_t'`` out of ``x0``,
+``ε* = (x_t' − √ᾱ_t·x0)/√(1−ᾱ_t)``, so the usual v-loss (``diffusion_loss.v_prediction_loss`` with
+``ε*``) teaches the network to move its own prediction back toward the data, e.g. to give a
+rounded blob the corners the caption asks for. This is scheduled sampling for diffusion (Ning et al.
+2023, "Input Perturbation Reduces Exposure Bias in Diffusion Models", use Gaussian input noise as a
+proxy; Ren et al. 2024, "Multi-Step Denoising Scheduled Sampling", roll the model out as here).
+
+Rows with ``t < min_t`` keep the plain input: there ``√(1−ᾱ_t)`` is small and ``ε*`` would carry
+the prediction error magnified by ``√ᾱ_t/√(1−ᾱ_t)`` (≈ 3 at t = 100, ≈ 34 at t = 0). The prediction
+costs one forward pass of the batch (about a third of a training step).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from cogvideox_jax.train.diffusion_loss import add_noise
+
+
+def _bcast(a, x):
+    return a.reshape(a.shape + (1,) * (x.ndim - a.ndim))
+
+
+def rollout_inputs(predict_v: Callable, x0, noise, t, alphas_cumprod, key, fraction: float,
+                   max_jump: int, min_t: int = 100):
+    """``(x_in, noise_target, used)`` for one batch.
+
+    ``predict_v(x, timesteps) -> v``: the network (its output is not differentiated). ``x0``, ``noise``
+    (B, …) float32; ``t`` (B,) int timesteps; ``alphas_cumprod`` (T,) float32. A row uses the rollout
+    input with probability ``fraction`` if ``t >= min_t``; the others get the plain
+    ``x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·noise`` and ``noise``.
+    Always ``x_in = √ᾱ_t·x0 + √(1−ᾱ_t)·noise_target``: the target is the clean clip.
+    """
+    bsz, num_t = x0.shape[0], alphas_cumprod.shape[0]
+    k_use, k_jump, k_fresh = jax.random.split(key, 3)
+    a_t = alphas_cumprod[t]
+    plain = add_noise(x0, noise, a_t)
+
+    s = jnp.minimum(t + jax.random.randint(k_jump, (bsz,), 1, max_jump + 1), num_t - 1)
+    a_s = _bcast(alphas_cumprod[s], x0)
+    x_s = jnp.sqrt(a_s) * x0 + jnp.sqrt(1.0 - a_s) * noise
+    v_s = jax.lax.stop_gradient(predict_v(x_s, s).astype(jnp.float32))
+    x0_hat = jnp.sqrt(a_s) * x_s - jnp.sqrt(1.0 - a_s) * v_s
+    rolled = add_noise(x0_hat, jax.random.normal(k_fresh, x0.shape, jnp.float32), a_t)
+    at = _bcast(a_t, x0)
+    rolled_target = (rolled - jnp.sqrt(at) * x0) / jnp.sqrt(1.0 - at)
+
+    used = (jax.random.uniform(k_use, (bsz,)) < fraction) & (t >= min_t)
+    pick = _bcast(used, x0)
+    return jnp.where(pick, rolled, plain), jnp.where(pick, rolled_target, noise), used
