@@ -32,7 +32,7 @@ def main(argv=None) -> None:
     import jax.numpy as jnp
 
     from cogvideox_jax.data.shapes.render import ClipSpec, render_clip
-    from cogvideox_jax.data.shapes.vocabulary import SHAPES
+    from cogvideox_jax.data.shapes.vocabulary import BACKGROUNDS, SHAPES
     from cogvideox_jax.pipeline.components import load_components
     from cogvideox_jax.pipeline.default_model import default_checkpoint
 
@@ -53,12 +53,11 @@ def main(argv=None) -> None:
     result = {"shapes": names, "scaling_factor": scale}
     for radius in (8.5, 14.5):
         lat, pix = [], []
-        for _ in range(args.placements):
+        for _ in range(args.placements):   # the shapes, then the empty background
             cx, cy = (float(c) for c in rng.uniform(20, 44, 2))
             frames = [render_clip(ClipSpec(args.color, s, "still", "small", args.background, radius, (cx, cy),
                                            (cx, cy), 1)) for s in names]
-            frames.append(render_clip(ClipSpec(args.color, names[0], "still", "small", args.background, 0.01,
-                                               (cx, cy), (cx, cy), 1)))
+            frames.append(np.broadcast_to(np.asarray(BACKGROUNDS[args.background], np.uint8), frames[0].shape))
             x = np.stack(frames).astype(np.float32) / 127.5 - 1.0
             z = np.asarray(encode(jnp.asarray(x)), np.float64) * scale
             lat.append(ratio_table(z.reshape(len(x), -1)))
