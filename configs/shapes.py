@@ -123,6 +123,12 @@ class SamplingConfig:
     steps: int = 50
     guidance_scale: float = 6.0
     scheduler: str = "dpm"          # the 5B's CogVideoXDPMScheduler (v-prediction, zero terminal SNR)
+    # Contrast guidance (cogvideox_jax/pipeline/contrast_prompts.py): each prompt is also contrasted
+    # with itself naming each other shape, w_c (v(prompt) - mean v(other shape)); the outline is what
+    # this model draws worst (BENCHMARKS.md, eleventh session). 0 turns it off. The words are the
+    # dataset's shape names (cogvideox_jax/data/shapes/vocabulary.py SHAPES; a test checks).
+    contrast_scale: float = 4.0
+    contrast_words: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "diamond")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--steps", type=int, help="denoising steps (default: the checkpoint's sampling.json, else 50)")
     p.add_argument("--guidance", type=float, help="CFG scale (default: the checkpoint's sampling.json, else 6)")
     p.add_argument("--dynamic-cfg", action="store_true")
+    p.add_argument("--contrast-words", help="comma-separated words of one attribute (e.g. circle,square,star): "
+                                            "the prompt is also contrasted with itself naming each other word "
+                                            "(default: the checkpoint's sampling.json, else none)")
+    p.add_argument("--contrast-scale", type=float,
+                   help="contrast guidance scale (0 turns it off; default: the checkpoint's sampling.json, else 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--latents", help="initial noise .npy in (B, t, h, w, C) layout")
     p.add_argument("--fps", type=float, default=8.0)
@@ -142,19 +147,23 @@ def run_sample(args) -> int:
     import numpy as np
 
     from cogvideox_jax.pipeline import CogVideoXPipeline
-
+    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
     from cogvideox_jax.pipeline.default_model import default_checkpoint, sampling_defaults
 
     path = args.checkpoint or args.diffusers or default_checkpoint()
     defaults = sampling_defaults(path)
     steps = args.steps if args.steps is not None else defaults.get("steps", 50)
     guidance = args.guidance if args.guidance is not None else defaults.get("guidance_scale", 6.0)
+    words = args.contrast_words.split(",") if args.contrast_words else defaults.get("contrast_words", [])
+    contrast_scale = args.contrast_scale if args.contrast_scale is not None else defaults.get("contrast_scale", 0.0)
+    contrasts = [contrast_prompts(args.prompt, [words])] if words and contrast_scale else None
     pipe = CogVideoXPipeline.from_pretrained(path, dtype=_dtype(args.dtype), mesh=args.mesh,
                                              sequence_parallel=args.sequence_parallel, vae_decode=args.vae_decode)
     latents = np.load(args.latents) if args.latents else None
     video = pipe(args.prompt, negative_prompt=args.negative_prompt, image=args.image, num_frames=args.frames,
                  height=args.height, width=args.width, num_inference_steps=steps, guidance_scale=guidance,
-                 use_dynamic_cfg=args.dynamic_cfg, seed=args.seed, latents=latents)
+                 use_dynamic_cfg=args.dynamic_cfg, seed=args.seed, latents=latents, contrast_prompts=contrasts,
+                 contrast_scale=contrast_scale)
     save_video(args.out, video[0], args.fps)
     print(f"wrote {args.out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]})")
     return 0

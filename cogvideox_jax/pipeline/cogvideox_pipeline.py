@@ -89,8 +89,14 @@ class CogVideoXPipeline:
     def __call__(self, prompt: str | Sequence[str], negative_prompt: str | Sequence[str] = "", image=None,
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
                  num_inference_steps: int = 50, guidance_scale: float = 6.0, use_dynamic_cfg: bool = False,
-                 seed: int = 0, latents=None, image_latent_mode: str = "sample", progress: bool = True):
+                 seed: int = 0, latents=None, image_latent_mode: str = "sample", progress: bool = True,
+                 contrast_prompts: Sequence[Sequence[str]] | None = None, contrast_scale: float = 0.0):
         """Sample videos; returns float32 ``(B, T, H, W, 3)`` in [0, 1].
+
+        ``contrast_prompts``: per prompt, a list of prompts it should be told apart from (e.g. itself
+        with its shape word swapped, ``contrast_prompts.py``), used with ``contrast_scale`` w_c > 0:
+        the guided prediction gains ``w_c (v(prompt) − mean v(contrasts))``. Not in the reference
+        pipeline; off by default (then the sampling is the reference's).
 
         ``latents``: initial noise in our layout ``(B, t, h, w, C)`` - the shape the pipeline would draw
         (for 1.5 including the padding latent frame). ``image_latent_mode``: ``"sample"`` (the reference:
@@ -117,6 +123,10 @@ class CogVideoXPipeline:
         text = self.encode_prompt(prompts)
         if do_cfg:
             text = jnp.concatenate([self.encode_prompt(negatives), text])
+        contrast_text, contrast_mask = self._contrast_batch(prompts, contrast_prompts, contrast_scale)
+        num_contrast = 0 if contrast_mask is None else contrast_mask.shape[0]
+        if num_contrast:
+            text = jnp.concatenate([text, contrast_text])
 
         key = jax.random.PRNGKey(seed)
         latent_key, noise_key, image_key = jax.random.split(key, 3)
@@ -139,8 +149,9 @@ class CogVideoXPipeline:
         timesteps = np.asarray(schedule.timesteps)
         guidance = jnp.asarray(guidance_scale_table(timesteps, guidance_scale, use_dynamic_cfg), jnp.float32)
         ofs = None if tc.ofs_embed_dim is None else 2.0
+        contrast = jnp.full((len(timesteps),), contrast_scale, jnp.float32)
 
-        run = self._denoise_fn(do_cfg, image_latents is not None, ofs, progress)
+        run = self._denoise_fn(do_cfg, image_latents is not None, ofs, progress, num_contrast)
         if self.mesh is not None:  # the CFG batch [uncond, cond] is split over the batch axes (data, fsdp)
             from cogvideox_jax.parallel.sharded_apply import batch_sharding
 
@@ -148,24 +159,40 @@ class CogVideoXPipeline:
             latents = jax.device_put(latents, batch_sharding(self.mesh, latents.shape))
         with progress_bar(len(timesteps), enabled=progress):
             latents = run(self.components.transformer_params, latents, text, guidance, schedule, image_latents,
-                          noise_key)
+                          noise_key, contrast, contrast_mask)
         latents = latents[:, plan.additional_frames:]
         video = self.decode_latents(latents)
         return np.asarray(jnp.clip(video / 2 + 0.5, 0.0, 1.0), np.float32)
 
-    def _denoise_fn(self, do_cfg: bool, has_image: bool, ofs, progress: bool):
-        key = (do_cfg, has_image, ofs, progress)
+    def _contrast_batch(self, prompts, contrast_prompts, contrast_scale: float):
+        """``(K*B, L, D)`` contrast embeddings (contrast k of every prompt, k-major; short lists padded
+        with the prompt itself) and the ``(K, B)`` mask of real ones; ``(None, None)`` when unused."""
+        if contrast_prompts is None or contrast_scale == 0.0:
+            return None, None
+        lists = [list(c) for c in contrast_prompts]
+        if len(lists) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(lists)} contrast prompt lists")
+        k = max((len(c) for c in lists), default=0)
+        if k == 0:
+            return None, None
+        padded = [[c[j] if j < len(c) else p for p, c in zip(prompts, lists)] for j in range(k)]
+        mask = np.asarray([[float(j < len(c)) for c in lists] for j in range(k)], np.float32)
+        return self.encode_prompt([q for row in padded for q in row]), jnp.asarray(mask)
+
+    def _denoise_fn(self, do_cfg: bool, has_image: bool, ofs, progress: bool, num_contrast: int = 0):
+        key = (do_cfg, has_image, ofs, progress, num_contrast)
         if key not in self._compiled:
             transformer = self.components.transformer
 
-            def run(params, latents, text, guidance, schedule, image_latents, noise_key):
+            def run(params, latents, text, guidance, schedule, image_latents, noise_key, contrast, contrast_mask):
                 def model_fn(x, txt, t):
                     kwargs = {} if ofs is None else {"ofs": jnp.full((x.shape[0],), ofs, jnp.float32)}
                     return transformer.apply({"params": params}, x, txt, t, **kwargs)
 
                 return denoise(model_fn, functools.partial(scheduler_step, schedule), init_state(latents), latents,
                                text, schedule.timesteps, guidance, do_cfg=do_cfg, image_latents=image_latents, noise_key=noise_key,
-                               progress=progress)
+                               progress=progress, num_contrast=num_contrast, contrast=contrast,
+                               contrast_mask=contrast_mask)
 
             if self.mesh is None:
                 self._compiled[key] = jax.jit(run)

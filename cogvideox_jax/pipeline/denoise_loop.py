@@ -2,7 +2,10 @@
 
 Each step: classifier-free-guidance batch ``[uncond, cond]`` through the transformer (with the
 I2V image latents channel-concatenated, and ``ofs`` for 1.5-I2V), guidance with a per-step scale
-table (``cogvideox_jax/diffusion/guidance.py``), then the scheduler step. The DPM scheduler's fresh noise is
+table (``cogvideox_jax/diffusion/guidance.py``), then the scheduler step. With ``num_contrast`` K > 0
+the batch is ``[uncond, cond, contrast_1, ..., contrast_K]`` and the guided prediction gains
+``w_c (v(cond) − mean_k v(contrast_k))`` (``contrast_prompts.py``; not part of the reference, off
+unless asked for). The DPM scheduler's fresh noise is
 drawn from ``fold_in(noise_key, i)`` so a run is reproducible from ``seed`` and a test can feed the
 same noise to the reference.
 """
@@ -21,12 +24,25 @@ def step_noise(noise_key, i, shape, dtype=jnp.float32):
     return jax.random.normal(jax.random.fold_in(noise_key, i), shape, dtype)
 
 
+def guided_prediction(v, guidance, *, do_cfg: bool, num_contrast: int = 0, contrast=None, contrast_mask=None):
+    """The guided prediction ``(B, ...)`` from the stacked batch ``v`` = [uncond (CFG only), cond, contrasts]."""
+    chunks = jnp.split(v, 1 + int(do_cfg) + num_contrast)
+    v_cond = chunks[int(do_cfg)]
+    out = chunks[0] + guidance * (v_cond - chunks[0]) if do_cfg else v_cond
+    if num_contrast:
+        mask = contrast_mask.reshape(contrast_mask.shape + (1,) * (v_cond.ndim - 1))
+        count = mask.sum(0)
+        v_contrast = (jnp.stack(chunks[1 + int(do_cfg):]) * mask).sum(0) / jnp.maximum(count, 1.0)
+        out = out + jnp.where(count > 0, contrast * (v_cond - v_contrast), 0.0)
+    return out
+
+
 def denoise(
     model_fn: Callable,           # (latent_model_input, text_embeds, timesteps[B]) -> v prediction
     scheduler_step: Callable,     # (state, i, v, x, noise) -> (x_prev, state)
     scheduler_state,              # the scheduler's initial carry (pytree)
     latents,                      # (B, t, h, w, C)
-    text_embeds,                  # (2B, L, D) [uncond, cond] with CFG, else (B, L, D)
+    text_embeds,                  # ((1 + do_cfg + K) B, L, D): [uncond (CFG only), cond, contrast_1..K]
     timesteps,                    # (N,) int32
     guidance,                     # (N,) float32 per-step guidance scale
     *,
@@ -34,24 +50,27 @@ def denoise(
     image_latents=None,           # (B, t, h, w, C) I2V conditioning, or None
     noise_key=None,
     progress: bool = True,
+    num_contrast: int = 0,        # K contrast prompts per sample (0: plain CFG, the reference)
+    contrast=None,                # (N,) float32 per-step contrast scale w_c
+    contrast_mask=None,           # (K, B) float32: 1 where contrast_k of sample b is real, 0 for padding
 ):
     """Run all denoising steps; returns the final latents."""
     if noise_key is None:
         noise_key = jax.random.PRNGKey(0)
+    copies = 1 + int(do_cfg) + num_contrast
     cond_image = None
     if image_latents is not None:
-        cond_image = jnp.concatenate([image_latents] * 2) if do_cfg else image_latents
+        cond_image = jnp.concatenate([image_latents] * copies)
 
     def body(carry, i):
         x, state = carry
-        x_in = jnp.concatenate([x, x]) if do_cfg else x
+        x_in = jnp.concatenate([x] * copies) if copies > 1 else x
         if cond_image is not None:
             x_in = jnp.concatenate([x_in, cond_image.astype(x_in.dtype)], axis=-1)
         t = timesteps[i]
         v = model_fn(x_in, text_embeds, jnp.full((x_in.shape[0],), t)).astype(jnp.float32)
-        if do_cfg:
-            v_uncond, v_cond = jnp.split(v, 2)
-            v = v_uncond + guidance[i] * (v_cond - v_uncond)
+        v = guided_prediction(v, guidance[i], do_cfg=do_cfg, num_contrast=num_contrast,
+                              contrast=None if contrast is None else contrast[i], contrast_mask=contrast_mask)
         noise = step_noise(noise_key, i, x.shape)
         x_next, state = scheduler_step(state, i, v, x.astype(jnp.float32), noise)
         if progress:

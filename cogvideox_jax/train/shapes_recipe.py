@@ -266,12 +266,15 @@ def split_prompts(dataset: str, split: str = "heldout", limit: int | None = None
 
 
 def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: int, guidance: float,
-                   batch_size: int = 20, progress: bool = True) -> list[dict]:
-    """Sample every (prompt, seed) into ``out`` (mp4 + metadata.jsonl with the target attributes)."""
+                   batch_size: int = 20, progress: bool = True, contrast_scale: float = 0.0,
+                   contrast_words: tuple[str, ...] = ()) -> list[dict]:
+    """Sample every (prompt, seed) into ``out`` (mp4 + metadata.jsonl with the target attributes);
+    with ``contrast_scale`` > 0, each prompt contrasted with itself naming each other ``contrast_words``."""
     from tqdm.auto import tqdm
 
     from cogvideox_jax.data.video_io import write_video
     from cogvideox_jax.pipeline import CogVideoXPipeline
+    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
 
     pipe = CogVideoXPipeline.from_pretrained(checkpoint)
     os.makedirs(os.path.join(out, "videos"), exist_ok=True)
@@ -280,8 +283,11 @@ def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: in
     for seed in seeds:
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
-            videos = pipe([r["caption"] for r in chunk], num_inference_steps=steps, guidance_scale=guidance,
-                          seed=seed * 100003 + start, progress=False)
+            captions = [r["caption"] for r in chunk]
+            contrasts = [contrast_prompts(c, [contrast_words]) for c in captions] if contrast_scale else None
+            videos = pipe(captions, num_inference_steps=steps, guidance_scale=guidance,
+                          seed=seed * 100003 + start, progress=False, contrast_prompts=contrasts,
+                          contrast_scale=contrast_scale)
             for i, (r, v) in enumerate(zip(chunk, np.asarray(videos)), start):
                 rel = f"videos/{i:05d}_seed{seed}.mp4"
                 write_video(os.path.join(out, rel), v, fps=8.0)
@@ -316,7 +322,8 @@ def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
     ev = recipe.evaluation
     rows = split_prompts(p["dataset"], ev.split, ev.num_prompts)
     sample_prompts(p["checkpoint"], rows, ev.seeds, os.path.join(out, "samples"), recipe.sampling.steps,
-                   recipe.sampling.guidance_scale, progress=progress)
+                   recipe.sampling.guidance_scale, progress=progress, contrast_scale=recipe.sampling.contrast_scale,
+                   contrast_words=recipe.sampling.contrast_words)
     records, summary = evaluate_folder(os.path.join(out, "samples"))
     _write_strip(os.path.join(out, "samples"), os.path.join(out, "samples.png"), ev.strip_rows)
     _, gt_summary = evaluate_folder(os.path.join(p["dataset"], "heldout"))
