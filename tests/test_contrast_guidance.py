@@ -104,3 +104,10 @@ def test_cli_sample_applies_the_checkpoints_contrast_guidance(tmp_path):
         assert main(base + extra + ["--out", out]) == 0
         videos[name] = read_video_uint8(out).astype(np.int32)
     assert np.abs(videos["default"] - videos["off"]).mean() > 0.5
+
+
+def test_cli_contrast_words_need_a_scale():
+    from cogvideox_jax.cli import main
+
+    with pytest.raises(SystemExit, match="--contrast-scale"):
+        main(["sample", "--prompt", "a red circle", "--contrast-words", "circle,square", "--contrast-scale", "0"])

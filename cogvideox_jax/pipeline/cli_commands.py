@@ -156,7 +156,12 @@ def run_sample(args) -> int:
     guidance = args.guidance if args.guidance is not None else defaults.get("guidance_scale", 6.0)
     words = args.contrast_words.split(",") if args.contrast_words else defaults.get("contrast_words", [])
     contrast_scale = args.contrast_scale if args.contrast_scale is not None else defaults.get("contrast_scale", 0.0)
+    if args.contrast_words and not contrast_scale:
+        raise SystemExit("--contrast-words needs a non-zero contrast scale: pass --contrast-scale (the checkpoint's "
+                         "sampling.json sets none, or it was set to 0)")
     contrasts = [contrast_prompts(args.prompt, [words])] if words and contrast_scale else None
+    if contrasts is not None and not contrasts[0]:
+        print(f"contrast guidance off: the prompt names none (or more than one) of {', '.join(words)}")
     pipe = CogVideoXPipeline.from_pretrained(path, dtype=_dtype(args.dtype), mesh=args.mesh,
                                              sequence_parallel=args.sequence_parallel, vae_decode=args.vae_decode)
     latents = np.load(args.latents) if args.latents else None
