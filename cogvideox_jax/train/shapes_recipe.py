@@ -284,7 +284,7 @@ def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: in
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             captions = [r["caption"] for r in chunk]
-            contrasts = [contrast_prompts(c, [contrast_words]) for c in captions] if contrast_scale else None
+            contrasts = [contrast_prompts(c, [contrast_words]) for c in captions]   # unused at scale 0
             videos = pipe(captions, num_inference_steps=steps, guidance_scale=guidance,
                           seed=seed * 100003 + start, progress=False, contrast_prompts=contrasts,
                           contrast_scale=contrast_scale)
