@@ -152,7 +152,7 @@ class CogVideoXPipeline:
         contrast = jnp.full((len(timesteps),), contrast_scale, jnp.float32)
 
         run = self._denoise_fn(do_cfg, image_latents is not None, ofs, progress, num_contrast)
-        if self.mesh is not None:  # the stacked batch [uncond, cond, contrasts] is split over the batch axes (data, fsdp)
+        if self.mesh is not None:  # the stack [uncond, cond, contrasts] is split over the batch axes (data, fsdp)
             from cogvideox_jax.parallel.sharded_apply import batch_sharding
 
             text = jax.device_put(text, batch_sharding(self.mesh, text.shape))
