@@ -29,33 +29,38 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def caption_losses(transformer, params, x0, text_emb, timesteps, alphas_cumprod, key, repeats: int,
-                   object_weight: float, object_threshold: float):
-    """``x0`` (N, t, h, w, C) scaled latents, ``text_emb`` (N, K, L, D): the K caption variants of each clip
-    -> (N, K, len(timesteps)) object-weighted v-loss, averaged over ``repeats`` noise draws (the same
-    noise for the K variants)."""
+def make_caption_loss(transformer, params, alphas_cumprod, object_weight: float, object_threshold: float):
+    """A jitted ``(x0 (N, t, h, w, C) scaled latents, text_emb (N, K, L, D): the K caption variants of
+    each clip, t, key) -> (N, K)`` object-weighted v-loss, the same noise for the K variants."""
     import jax
     import jax.numpy as jnp
 
     from cogvideox_jax.train.diffusion_loss import add_noise, v_prediction_loss
     from cogvideox_jax.train.object_loss_weight import object_loss_weights
 
-    n, k = text_emb.shape[:2]
-
     @jax.jit
-    def one(x0, emb, t, key):
+    def loss(x0, text_emb, t, key):
+        n, k = text_emb.shape[:2]
         noise = jax.random.normal(key, x0.shape)
         a = jnp.full((n * k,), alphas_cumprod[t])
-        x_t = jnp.repeat(add_noise(x0, noise, a[:n]), k, axis=0)
-        v = transformer.apply({"params": params}, x_t, emb.reshape(n * k, *emb.shape[2:]), jnp.full((n * k,), t))
+        rep = lambda y: jnp.repeat(y, k, axis=0)  # noqa: E731  (row i*k + j: clip i, caption j)
+        x_t = rep(add_noise(x0, noise, a[:n]))
+        v = transformer.apply({"params": params}, x_t, text_emb.reshape(n * k, *text_emb.shape[2:]),
+                              jnp.full((n * k,), t))
         w = object_loss_weights(x0, object_weight, object_threshold)
-        rep = lambda y: jnp.repeat(y, k, axis=0)  # noqa: E731
         return v_prediction_loss(v, rep(x0), rep(noise), a, per_example=True, weights=rep(w)).reshape(n, k)
 
-    out = np.zeros((n, k, len(timesteps)), np.float64)
+    return loss
+
+
+def caption_losses(loss_fn, x0, text_emb, timesteps, key, repeats: int) -> np.ndarray:
+    """(N, K, len(timesteps)) losses of ``make_caption_loss``'s function, averaged over ``repeats`` draws."""
+    import jax
+
+    out = np.zeros((*text_emb.shape[:2], len(timesteps)), np.float64)
     for i, t in enumerate(timesteps):
         for r in range(repeats):
-            out[:, :, i] += np.asarray(one(x0, text_emb, int(t), jax.random.fold_in(key, i * 1000 + r))) / repeats
+            out[:, :, i] += np.asarray(loss_fn(x0, text_emb, t, jax.random.fold_in(key, i * 1000 + r))) / repeats
     return out
 
 
@@ -94,6 +99,8 @@ def main(argv=None) -> None:
                                               method="encode").mean)
     word = re.compile(r"\b(" + "|".join(SHAPES) + r")\b")
     tt = recipe.transformer_train
+    loss_fn = make_caption_loss(comp.transformer, comp.transformer_params, ac, tt.object_loss_weight,
+                                tt.object_threshold)
 
     def run(folder: str, name: str) -> dict:
         with open(os.path.join(folder, "metadata.jsonl"), encoding="utf-8") as f:
@@ -106,9 +113,7 @@ def main(argv=None) -> None:
             emb = encode_text(comp, [word.sub(s, m["caption"]) for m in rows for s in SHAPES],
                               comp.transformer.config.max_text_seq_length)
             emb = jnp.asarray(emb).reshape(len(rows), len(SHAPES), *emb.shape[1:])
-            losses.append(caption_losses(comp.transformer, comp.transformer_params, x0, emb, timesteps, ac,
-                                         jax.random.PRNGKey(i), args.repeats, tt.object_loss_weight,
-                                         tt.object_threshold))
+            losses.append(caption_losses(loss_fn, x0, emb, timesteps, jax.random.PRNGKey(i), args.repeats))
         pred = classify(np.concatenate(losses))
         truth = np.asarray([SHAPES.index(m["shape"]) for m in meta])
         confusion = np.zeros((len(SHAPES), len(SHAPES)), int)
