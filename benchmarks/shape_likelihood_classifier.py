@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 
@@ -29,8 +28,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def make_caption_loss(transformer, params, alphas_cumprod, object_weight: float, object_threshold: float):
-    """A jitted ``(x0 (N, t, h, w, C) scaled latents, text_emb (N, K, L, D): the K caption variants of
+def make_caption_loss(transformer, alphas_cumprod, object_weight: float, object_threshold: float):
+    """A jitted ``(params, x0 (N, t, h, w, C) scaled latents, text_emb (N, K, L, D): the K caption variants of
     each clip, t, key) -> (N, K)`` object-weighted v-loss, the same noise for the K variants."""
     import jax
     import jax.numpy as jnp
@@ -39,7 +38,7 @@ def make_caption_loss(transformer, params, alphas_cumprod, object_weight: float,
     from cogvideox_jax.train.object_loss_weight import object_loss_weights
 
     @jax.jit
-    def loss(x0, text_emb, t, key):
+    def loss(params, x0, text_emb, t, key):
         n, k = text_emb.shape[:2]
         noise = jax.random.normal(key, x0.shape)
         a = jnp.full((n * k,), alphas_cumprod[t])
@@ -53,15 +52,27 @@ def make_caption_loss(transformer, params, alphas_cumprod, object_weight: float,
     return loss
 
 
-def caption_losses(loss_fn, x0, text_emb, timesteps, key, repeats: int) -> np.ndarray:
+def caption_losses(loss_fn, params, x0, text_emb, timesteps, key, repeats: int) -> np.ndarray:
     """(N, K, len(timesteps)) losses of ``make_caption_loss``'s function, averaged over ``repeats`` draws."""
     import jax
 
     out = np.zeros((*text_emb.shape[:2], len(timesteps)), np.float64)
     for i, t in enumerate(timesteps):
         for r in range(repeats):
-            out[:, :, i] += np.asarray(loss_fn(x0, text_emb, t, jax.random.fold_in(key, i * 1000 + r))) / repeats
+            out[:, :, i] += np.asarray(loss_fn(params, x0, text_emb, t, jax.random.fold_in(key, i * 1000 + r))) / repeats
     return out
+
+
+def shape_variants(caption: str, shape: str, shapes) -> list[str]:
+    """The caption naming each of ``shapes`` in turn (itself at ``shape``'s place), by the contrast
+    guidance's word swap (``pipeline/contrast_prompts.py``)."""
+    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
+
+    others = contrast_prompts(caption, [shapes])
+    if len(others) != len(shapes) - 1:
+        raise ValueError(f"caption does not name exactly one of {shapes} once: {caption!r}")
+    i = list(shapes).index(shape)
+    return others[:i] + [caption] + others[i:]
 
 
 def classify(losses: np.ndarray) -> np.ndarray:
@@ -97,10 +108,8 @@ def main(argv=None) -> None:
     ac = jnp.asarray(training_alphas_cumprod(snr_shift_scale=recipe.transformer_train.snr_shift_scale), jnp.float32)
     encode = jax.jit(lambda v: comp.vae.apply({"params": comp.vae_params}, v, frame_batching="whole",
                                               method="encode").mean)
-    word = re.compile(r"\b(" + "|".join(SHAPES) + r")\b")
     tt = recipe.transformer_train
-    loss_fn = make_caption_loss(comp.transformer, comp.transformer_params, ac, tt.object_loss_weight,
-                                tt.object_threshold)
+    loss_fn = make_caption_loss(comp.transformer, ac, tt.object_loss_weight, tt.object_threshold)
 
     def run(folder: str, name: str) -> dict:
         with open(os.path.join(folder, "metadata.jsonl"), encoding="utf-8") as f:
@@ -110,10 +119,10 @@ def main(argv=None) -> None:
             rows = meta[i:i + args.batch]
             video = np.stack([read_video(os.path.join(folder, m["video"])) * 2.0 - 1.0 for m in rows])
             x0 = scale_latents(encode(jnp.asarray(video, jnp.float32)), comp.vae.config)
-            emb = encode_text(comp, [word.sub(s, m["caption"]) for m in rows for s in SHAPES],
+            emb = encode_text(comp, [c for m in rows for c in shape_variants(m["caption"], m["shape"], SHAPES)],
                               comp.transformer.config.max_text_seq_length)
             emb = jnp.asarray(emb).reshape(len(rows), len(SHAPES), *emb.shape[1:])
-            losses.append(caption_losses(loss_fn, x0, emb, timesteps, jax.random.PRNGKey(i), args.repeats))
+            losses.append(caption_losses(loss_fn, comp.transformer_params, x0, emb, timesteps, jax.random.PRNGKey(i), args.repeats))
         pred = classify(np.concatenate(losses))
         truth = np.asarray([SHAPES.index(m["shape"]) for m in meta])
         confusion = np.zeros((len(SHAPES), len(SHAPES)), int)
