@@ -86,6 +86,10 @@ class TrainConfig:
     rollout_max_jump: int = 300      # model's own x0 prediction from up to max_jump timesteps higher,
     rollout_min_t: int = 100         # renoised to t (train/prediction_rollout.py); costs one forward
     rollout_start_step: int = 0      # pass of the batch per step; off before this step
+    caption_contrast_weight: float = 0.0    # > 0: + this x the caption-contrastive term: each row also
+    caption_contrast_sharpness: float = 20.0  # denoised with a swapped caption (precomputed data's
+    caption_contrast_start_step: int = 0    # contrast_text_emb.npy; train/caption_contrast.py); from
+                                            # this step on (a second forward/backward pass per step)
     ema_decay: float = 0.0           # 0 disables EMA
     param_dtype: str = "float32"
     dtype: str = "float32"

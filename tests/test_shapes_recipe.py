@@ -98,7 +98,9 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert read_video_uint8(video).shape == (9, 64, 64, 3)
 
     # train_text_encoder: the T5 trains with the transformer on the cached token ids, and the checkpoint
-    # ships that T5 (the stages before the transformer's are reused from the run above)
+    # ships that T5 (the stages before the transformer's are reused from the run above); this run also
+    # adds the caption-contrastive term, on the latents stage's swapped-caption token ids
+    from cogvideox_jax.data.shapes.swapped_captions import swapped_shape_captions
     from cogvideox_jax.models.t5.prompt_encoding import load_tokenizer, tokenize_prompts
 
     ids = np.load(os.path.join(work, "latents", "text_ids.npy"))
@@ -107,10 +109,17 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     np.testing.assert_array_equal(ids, tokenize_prompts(tok, all_captions, 24))
     np.testing.assert_array_equal(np.load(os.path.join(work, "latents", "null_text_ids.npy")),
                                   tokenize_prompts(tok, [""], 24)[0])
+    swapped = np.load(os.path.join(work, "latents", "contrast_text_ids.npy"))
+    np.testing.assert_array_equal(swapped[3], tokenize_prompts(tok, swapped_shape_captions(all_captions[3]), 24))
+    chex.assert_shape(np.load(os.path.join(work, "latents", "contrast_text_emb.npy")), (8, 5, 24, 64))
     joint = str(tmp_path / "joint")
     for s in STAGES[:STAGES.index("transformer")]:
         shutil.copytree(os.path.join(work, s), os.path.join(joint, s))
-    run(dataclasses.replace(_toy_recipe(), train_text_encoder=True), joint, stop_after="checkpoint", progress=False)
+    toy = _toy_recipe()
+    run(dataclasses.replace(toy, train_text_encoder=True, transformer_train=dataclasses.replace(
+        toy.transformer_train, caption_contrast_weight=4.0)), joint, stop_after="checkpoint", progress=False)
+    logged = [json.loads(line) for line in open(os.path.join(joint, "transformer", "run", "logs", "metrics.jsonl"))]
+    assert len(logged) == 3 and all(r["caption_contrast"] > 0 for r in logged)
     trained = restore_params(os.path.join(joint, "transformer", "text_encoder_params"))
     shipped = restore_params(os.path.join(joint, "checkpoint", "text_encoder", "params"))
     frozen = restore_params(os.path.join(joint, "text_encoder", "params"))

@@ -149,6 +149,7 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
 
     from cogvideox_jax.compiler_options import memory_optimized
     from cogvideox_jax.convert.params_checkpoint import restore_params
+    from cogvideox_jax.data.shapes.swapped_captions import swapped_shape_captions
     from cogvideox_jax.models.t5.prompt_encoding import encode_prompts_jit, load_tokenizer, tokenize_prompts
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
     from cogvideox_jax.models.vae.latent_scaling import scale_latents
@@ -169,11 +170,22 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     tok = load_tokenizer(tok_dir)
     t5, tparams = _load_t5(recipe, t5_dir)
     L = recipe.transformer.max_text_seq_length
-    ids = tokenize_prompts(tok, _captions(train), L)
+    captions = _captions(train)
+    ids = tokenize_prompts(tok, captions, L)
     null_ids = tokenize_prompts(tok, [""], L)
-    emb = np.concatenate([np.asarray(encode_prompts_jit(t5, tparams, ids[i:i + 256]))
-                          for i in range(0, len(ids), 256)])
-    np.save(os.path.join(out, "text_emb.npy"), emb.astype(np.float32))
+
+    def encode(token_ids):
+        return np.concatenate([np.asarray(encode_prompts_jit(t5, tparams, token_ids[i:i + 256]))
+                               for i in range(0, len(token_ids), 256)]).astype(np.float32)
+
+    np.save(os.path.join(out, "text_emb.npy"), encode(ids))
+    # each caption with its shape word swapped for every other shape: the negatives of the
+    # caption-contrastive term (transformer_train.caption_contrast_weight), (N, 5, L[, D])
+    swapped = [c for caption in captions for c in swapped_shape_captions(caption)]
+    swapped_ids = tokenize_prompts(tok, swapped, L)
+    k = len(swapped) // len(captions)
+    np.save(os.path.join(out, "contrast_text_ids.npy"), swapped_ids.reshape(len(captions), k, L))
+    np.save(os.path.join(out, "contrast_text_emb.npy"), encode(swapped_ids).reshape(len(captions), k, L, -1))
     np.save(os.path.join(out, "null_text_emb.npy"), np.asarray(encode_prompts_jit(t5, tparams, null_ids))[0])
     # the token ids too, for a transformer stage that trains the text encoder (recipe.train_text_encoder)
     np.save(os.path.join(out, "text_ids.npy"), ids)

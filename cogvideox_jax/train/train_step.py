@@ -2,7 +2,8 @@
 dropout, v-loss, gradient accumulation (``lax.scan`` over micro-batches), AdamW update, EMA.
 
 Batches are ``{"latents": (B,t,h,w,C), "text_emb": (B,L,D)}`` (or ``"text_ids": (B,L)`` for a model
-that encodes its own text: ``models/text_video_denoiser.py``), the batch dim sharded over
+that encodes its own text: ``models/text_video_denoiser.py``; with the caption-contrastive term also
+``"contrast_text_emb"`` / ``"contrast_text_ids"``, one swapped caption per row), the batch dim sharded over
 ``("data", "fsdp")``. The step's randomness is ``fold_in(state.rng, state.step)`` and does not depend
 on the accumulation split.
 """
@@ -20,12 +21,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cogvideox_jax.parallel.logical_axes import LOGICAL_AXIS_RULES
 from cogvideox_jax.parallel.mesh import local_batch_divisor
+from cogvideox_jax.train.caption_contrast import caption_contrast_term
 from cogvideox_jax.train.diffusion_loss import add_noise, v_prediction_loss
 from cogvideox_jax.train.ema import update_ema
 from cogvideox_jax.train.i2v_conditioning import drop_images, i2v_model_input
 from cogvideox_jax.train.object_loss_weight import object_loss_weights
 from cogvideox_jax.train.prediction_rollout import rollout_inputs
-from cogvideox_jax.train.text_dropout import drop_text
+from cogvideox_jax.train.text_dropout import drop_text, text_keep_mask
 from cogvideox_jax.train.timestep_density import sample_timesteps
 from cogvideox_jax.train.timestep_sampling import explicit_uniform_timesteps
 from cogvideox_jax.train.train_state import TrainState, model_params
@@ -50,6 +52,9 @@ class StepOptions:
     rollout_max_jump: int = 300           # (train/prediction_rollout.py)
     rollout_min_t: int = 100
     rollout_start_step: int = 0
+    caption_contrast_weight: float = 0.0    # > 0: + this x the caption-contrastive term (train/caption_contrast.py)
+    caption_contrast_sharpness: float = 20.0
+    caption_contrast_start_step: int = 0    # one pass per step before it, two from it on
 
 
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
@@ -68,7 +73,8 @@ def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: i
 
     def loss_and_grads(state: TrainState, batch):
         latents = batch["latents"].astype(jnp.float32)
-        text = batch["text_ids"] if "text_ids" in batch else batch["text_emb"]
+        text_key = "text_ids" if "text_ids" in batch else "text_emb"
+        text = batch[text_key]
         bsz = latents.shape[0]
         k_t, k_n, k_d = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
         if opts.timestep_probabilities is None:
@@ -76,7 +82,9 @@ def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: i
         else:
             t = sample_timesteps(k_t, bsz, opts.timestep_probabilities)
         noise = jax.random.normal(k_n, latents.shape, jnp.float32)
+        keep = text_keep_mask(k_d, bsz, opts.text_dropout)
         text = drop_text(k_d, text, opts.text_dropout, opts.null_text_emb)
+        contrast = opts.caption_contrast_weight > 0
         a = ac[t]
         i2v = opts.image_dropout is not None
         kw = {} if opts.ofs is None else {"ofs": opts.ofs}
@@ -99,30 +107,61 @@ def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: i
                 lambda: (x_t, noise))
 
         def loss_fn(trainable, mb):
-            st = state.replace(params=trainable)
-            v = apply(model_params(st, opts.lora_scale), mb["x_t"], mb["text"], mb["t"], mb.get("image"))
+            """-> (objective, (v-loss, contrast term, mean relative caption gap))."""
+            p = model_params(state.replace(params=trainable), opts.lora_scale)
             w = (object_loss_weights(mb["x0"], opts.object_loss_weight, opts.object_threshold)
                  if opts.object_loss_weight > 0 else None)
-            return v_prediction_loss(v, mb["x0"], mb["noise"], mb["a"], weights=w)
+
+            def row_losses(v):
+                return v_prediction_loss(v, mb["x0"], mb["noise"], mb["a"], per_example=True, weights=w)
+
+            def one_pass():
+                per = row_losses(apply(p, mb["x_t"], mb["text"], mb["t"], mb.get("image")))
+                return jnp.mean(per), jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)
+
+            def two_passes():  # the true and the swapped caption on the same noisy latents
+                def twice(x):
+                    return None if x is None else jnp.concatenate([x, x])
+                v = apply(p, twice(mb["x_t"]), jnp.concatenate([mb["text"], mb["contrast"]]), twice(mb["t"]),
+                          twice(mb.get("image")))
+                v_true, v_swapped = jnp.split(v, 2)
+                per = row_losses(v_true)
+                term, gap = caption_contrast_term(per, row_losses(v_swapped), mb["keep"],
+                                                  opts.caption_contrast_sharpness)
+                return jnp.mean(per), term, gap
+
+            if not contrast:
+                vloss, term, gap = one_pass()
+            elif opts.caption_contrast_start_step > 0:
+                vloss, term, gap = jax.lax.cond(state.step >= opts.caption_contrast_start_step, two_passes, one_pass)
+            else:
+                vloss, term, gap = two_passes()
+            return vloss + opts.caption_contrast_weight * term, (vloss, term, gap)
 
         n = opts.grad_accum_steps
         mbs = {"x0": _micro(latents, n), "x_t": _micro(x_t, n), "noise": _micro(noise, n), "a": _micro(a, n),
                "text": _micro(text, n), "t": _micro(t, n)}
         if i2v:
             mbs["image"] = _micro(image, n)
-        grad_fn = jax.value_and_grad(loss_fn)
+        if contrast:
+            mbs["contrast"] = _micro(batch["contrast_" + text_key], n)
+            mbs["keep"] = _micro(keep, n)
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         if n == 1:
-            loss, grads = grad_fn(state.params, jax.tree_util.tree_map(lambda x: x[0], mbs))
+            (_, aux), grads = grad_fn(state.params, jax.tree_util.tree_map(lambda x: x[0], mbs))
         else:
             def body(carry, mb):
-                l, g = grad_fn(state.params, mb)
-                return (carry[0] + l, jax.tree_util.tree_map(jnp.add, carry[1], g)), None
+                (_, a_), g = grad_fn(state.params, mb)
+                return (jax.tree_util.tree_map(jnp.add, carry[0], a_),
+                        jax.tree_util.tree_map(jnp.add, carry[1], g)), None
 
             zeros = jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
-            (loss, grads), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros), mbs)
-            loss = loss / n
+            (aux, grads), _ = jax.lax.scan(body, ((jnp.zeros((), jnp.float32),) * 3, zeros), mbs)
+            aux = tuple(x / n for x in aux)
             grads = jax.tree_util.tree_map(lambda g, p: (g / n).astype(p.dtype), grads, state.params)
-        return loss, grads, t
+        loss, term, gap = aux
+        extra = {"caption_contrast": term, "caption_gap": gap} if contrast else {}
+        return loss, grads, t, extra
 
     return loss_and_grads
 
@@ -136,14 +175,14 @@ def make_train_step(module: nn.Module, optimizer: optax.GradientTransformation, 
 
     def step(state: TrainState, batch):
         with nn.logical_axis_rules(LOGICAL_AXIS_RULES):
-            loss, grads, t = loss_and_grads(state, batch)
+            loss, grads, t, extra = loss_and_grads(state, batch)
         grad_norm = optax.global_norm(grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = update_ema(state.ema, params, opts.ema_decay) if opts.ema_decay else state.ema
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema=ema)
         metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(state.step),
-                   "t_min": jnp.min(t), "t_max": jnp.max(t)}
+                   "t_min": jnp.min(t), "t_max": jnp.max(t), **extra}
         return new, metrics
 
     batch_ndims = batch_ndims or {"latents": 5, "text_emb": 3,

@@ -59,7 +59,16 @@ def default_data(cfg, stage_index: int, lat_shape, text_shape, batch_size: int):
         key = text_batch_key(text_shape)
         lat = np.load(os.path.join(d.path, "latents.npy"), mmap_mode="r")
         txt = np.load(os.path.join(d.path, f"{key}.npy"), mmap_mode="r")
-        return ArrayLatentBatches(lat, txt, batch_size, seed=d.shuffle_seed + stage_index, text_key=key)
+        contrast = None
+        if cfg.caption_contrast_weight > 0:
+            path = os.path.join(d.path, f"contrast_{key}.npy")
+            if not os.path.exists(path):
+                raise FileNotFoundError(
+                    f"caption_contrast_weight > 0 needs {path}: per example, its caption with one word swapped "
+                    f"(N, K, ...) (the shapes recipe's latents stage writes it)")
+            contrast = np.load(path, mmap_mode="r")
+        return ArrayLatentBatches(lat, txt, batch_size, seed=d.shuffle_seed + stage_index, text_key=key,
+                                  contrast=contrast)
     if d.kind == "latent_cache":
         from cogvideox_jax.train.cli_precompute import latent_cache_data
 
@@ -94,6 +103,9 @@ class Trainer:
         self.workdir = workdir
         self.mesh = make_mesh(mesh if mesh is not None else cfg.mesh, dcn=(cfg.mesh_dcn or None) if mesh is None else None)
         self.spec = model_spec or build_model(cfg)
+        if cfg.caption_contrast_weight > 0 and data_factory is None and cfg.data.kind != "precomputed":
+            raise ValueError("caption_contrast_weight > 0 needs data.kind='precomputed' (with contrast_text_emb.npy) "
+                             f"or a data_factory whose batches carry swapped captions; got {cfg.data.kind!r}")
         self.data_factory = data_factory or default_data
         self.alphas_cumprod = training_alphas_cumprod(cfg.num_timesteps, snr_shift_scale=cfg.snr_shift_scale)
         self.timestep_probabilities = (None if cfg.timestep_density == "uniform" else timestep_probabilities(
@@ -177,8 +189,12 @@ class Trainer:
                            ofs=self.spec.ofs, object_loss_weight=cfg.object_loss_weight,
                            object_threshold=cfg.object_threshold, rollout_fraction=cfg.rollout_fraction,
                            rollout_max_jump=cfg.rollout_max_jump, rollout_min_t=cfg.rollout_min_t,
-                           rollout_start_step=cfg.rollout_start_step)
+                           rollout_start_step=cfg.rollout_start_step,
+                           caption_contrast_weight=cfg.caption_contrast_weight,
+                           caption_contrast_sharpness=cfg.caption_contrast_sharpness,
+                           caption_contrast_start_step=cfg.caption_contrast_start_step)
         ndims = {"latents": 5, self.spec.text_key: 1 + len(txt),
+                 **({f"contrast_{self.spec.text_key}": 1 + len(txt)} if cfg.caption_contrast_weight > 0 else {}),
                  **({"image_latents": 5} if self.spec.image_conditioned else {})}
         step_fn = make_train_step(self.spec.module, self.optimizer, self.schedule, opts, self.mesh,
                                   self.state_shardings, batch_ndims=ndims)
