@@ -186,7 +186,7 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     k = len(swapped) // len(captions)
     np.save(os.path.join(out, "contrast_text_ids.npy"), swapped_ids.reshape(len(captions), k, L))
     np.save(os.path.join(out, "contrast_text_emb.npy"), encode(swapped_ids).reshape(len(captions), k, L, -1))
-    np.save(os.path.join(out, "null_text_emb.npy"), np.asarray(encode_prompts_jit(t5, tparams, null_ids))[0])
+    np.save(os.path.join(out, "null_text_emb.npy"), encode(null_ids)[0])
     # the token ids too, for a transformer stage that trains the text encoder (recipe.train_text_encoder)
     np.save(os.path.join(out, "text_ids.npy"), ids)
     np.save(os.path.join(out, "null_text_ids.npy"), null_ids[0])
