@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cogvideox_jax.train.diffusion_loss import add_noise, training_alphas_cumprod
-from cogvideox_jax.train.prediction_rollout import rollout_inputs
+from cogvideox_jax.train.prediction_rollout import rolled_inputs, rollout_draws, rollout_inputs
 
 AC = jnp.asarray(training_alphas_cumprod(), jnp.float32)
 
@@ -78,3 +78,22 @@ def test_fraction_and_gates():
         assert not bool(jnp.any(used))
         np.testing.assert_array_equal(x_in, add_noise(x0, noise, AC[t]))
         np.testing.assert_array_equal(target, noise)
+
+
+def test_rows_split_after_the_draws_get_the_same_inputs():
+    """rollout_draws once for the batch, rolled_inputs per half: each row gets what the whole batch
+    gives it (how the train step runs the rollout per gradient-accumulation micro-batch)."""
+    x0, noise, t = _batch()
+    draws = rollout_draws(jax.random.key(5), t, x0.shape, AC.shape[0], fraction=0.5, max_jump=300, min_t=100)
+    f = lambda x, s: 0.5 * x - 0.2 * AC[s].reshape(-1, 1, 1, 1, 1)
+    whole = rolled_inputs(f, x0, noise, t, AC, draws)
+    np.testing.assert_array_equal(whole[2], draws["used"])
+    assert 0 < int(jnp.sum(draws["used"])) < 16
+    for rows in (slice(0, 8), slice(8, 16)):
+        part = rolled_inputs(f, x0[rows], noise[rows], t[rows], AC, jax.tree_util.tree_map(lambda a: a[rows], draws))
+        for w, p in zip(whole, part):
+            np.testing.assert_allclose(p, w[rows], rtol=1e-6, atol=1e-6)
+    # the one-call form is the same two steps
+    same = rollout_inputs(f, x0, noise, t, AC, jax.random.key(5), fraction=0.5, max_jump=300, min_t=100)
+    for w, s in zip(whole, same):
+        np.testing.assert_array_equal(s, w)

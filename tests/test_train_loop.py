@@ -103,20 +103,27 @@ def test_timestep_density_reaches_the_step(tmp_path):
 
 def test_prediction_rollout_reaches_the_step(tmp_path):
     """TrainConfig.rollout_*: before rollout_start_step the step's loss is the plain one; from it on,
-    rows fed the model's own prediction change the loss; a short fit with it stays finite."""
+    rows fed the model's own prediction change the loss, and two accumulation micro-batches (each its
+    own rollout pass) give the full batch's loss and gradients; a short fit with it stays finite."""
     cfg = tiny_cfg(stages=(StageConfig(steps=2, num_frames=5, height=16, width=16),))
     tr = Trainer(cfg, str(tmp_path))
     state = tr.build_state()
     batch = next(tr._stage(0, 0, None).data)
-    losses = []
-    for opts in ({}, {"rollout_fraction": 1.0, "rollout_min_t": 0, "rollout_start_step": 5},
-                 {"rollout_fraction": 1.0, "rollout_min_t": 0}):
+    losses, grads = [], []
+    rolled = {"rollout_fraction": 1.0, "rollout_min_t": 0}
+    for opts in ({}, {**rolled, "rollout_start_step": 5}, rolled, {**rolled, "grad_accum_steps": 2}):
         fn = jax.jit(make_loss_and_grads(tr.spec.module, StepOptions(tr.alphas_cumprod, **opts), 8))
         with jax.set_mesh(tr.mesh):
-            losses.append(float(jax.device_get(fn(state, batch))[0]))
+            out = jax.device_get(fn(state, batch))
+        losses.append(float(out[0]))
+        grads.append(jax.tree_util.tree_leaves(out[1]))
     tr.close()
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-6)
     assert abs(losses[2] - losses[0]) > 1e-3 * losses[0], losses
+    # with gradient accumulation the rollout runs per micro-batch on the same draws: the same step
+    np.testing.assert_allclose(losses[3], losses[2], rtol=1e-5)
+    for a, b in zip(grads[2], grads[3]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
     tr = Trainer(dataclasses.replace(cfg, rollout_fraction=0.5, rollout_min_t=0), str(tmp_path / "fit"),
                  progress=False)
     recs = tr.fit()

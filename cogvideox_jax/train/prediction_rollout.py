@@ -21,7 +21,9 @@ proxy; Ren et al. 2024, "Multi-Step Denoising Scheduled Sampling", roll the mode
 
 Rows with ``t < min_t`` keep the plain input: there ``√(1−ᾱ_t)`` is small and ``ε*`` would carry
 the prediction error magnified by ``√ᾱ_t/√(1−ᾱ_t)`` (≈ 3 at t = 100, ≈ 34 at t = 0). The prediction
-costs one forward pass of the batch (up to a third of a training step; +10–35 % measured).
+costs one forward pass of the batch (up to a third of a training step; +10–35 % measured); with
+gradient accumulation it runs per micro-batch (``rollout_draws`` once for the batch, then
+``rolled_inputs`` on each micro-batch's rows), so it needs no more memory than the micro-batch.
 """
 from __future__ import annotations
 
@@ -31,6 +33,33 @@ import jax
 import jax.numpy as jnp
 
 from cogvideox_jax.diffusion.training_targets import add_noise, v_to_x0
+
+
+def rollout_draws(key, t, shape, num_timesteps: int, fraction: float, max_jump: int, min_t: int = 100) -> dict:
+    """The random part of the rollout for a whole batch, drawn once so that applying it to any split
+    of the rows (``rolled_inputs`` per micro-batch) gives each row the same input: ``used`` (B,) bool,
+    ``s`` (B,) the higher timestep, ``fresh`` (B, …) the new noise."""
+    k_use, k_jump, k_fresh = jax.random.split(key, 3)
+    bsz = shape[0]
+    s = jnp.minimum(t + jax.random.randint(k_jump, (bsz,), 1, max_jump + 1), num_timesteps - 1)
+    used = (jax.random.uniform(k_use, (bsz,)) < fraction) & (t >= min_t)
+    return {"used": used, "s": s, "fresh": jax.random.normal(k_fresh, shape, jnp.float32)}
+
+
+def rolled_inputs(predict_v: Callable, x0, noise, t, alphas_cumprod, draws: dict):
+    """``(x_in, noise_target, used)`` for these rows, with their ``rollout_draws``: one forward pass of
+    ``predict_v`` on these rows only (so a gradient-accumulation micro-batch never holds more)."""
+    ac = alphas_cumprod
+    plain = add_noise(ac, x0, noise, t)
+    s = draws["s"]
+    x_s = add_noise(ac, x0, noise, s)
+    x0_hat = v_to_x0(ac, x_s, jax.lax.stop_gradient(predict_v(x_s, s).astype(jnp.float32)), s)
+    rolled = add_noise(ac, x0_hat, draws["fresh"].astype(jnp.float32), t)
+    a_t = ac[t].reshape((-1,) + (1,) * (x0.ndim - 1))
+    rolled_target = (rolled - jnp.sqrt(a_t) * x0) / jnp.sqrt(1.0 - a_t)   # the noise making `rolled` of x0
+    used = draws["used"]
+    pick = used.reshape(a_t.shape)
+    return jnp.where(pick, rolled, plain), jnp.where(pick, rolled_target, noise), used
 
 
 def rollout_inputs(predict_v: Callable, x0, noise, t, alphas_cumprod, key, fraction: float,
@@ -43,18 +72,5 @@ def rollout_inputs(predict_v: Callable, x0, noise, t, alphas_cumprod, key, fract
     ``x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·noise`` and ``noise``.
     Always ``x_in = √ᾱ_t·x0 + √(1−ᾱ_t)·noise_target``: the target is the clean clip.
     """
-    ac = alphas_cumprod
-    bsz, num_t = x0.shape[0], ac.shape[0]
-    k_use, k_jump, k_fresh = jax.random.split(key, 3)
-    plain = add_noise(ac, x0, noise, t)
-
-    s = jnp.minimum(t + jax.random.randint(k_jump, (bsz,), 1, max_jump + 1), num_t - 1)
-    x_s = add_noise(ac, x0, noise, s)
-    x0_hat = v_to_x0(ac, x_s, jax.lax.stop_gradient(predict_v(x_s, s).astype(jnp.float32)), s)
-    rolled = add_noise(ac, x0_hat, jax.random.normal(k_fresh, x0.shape, jnp.float32), t)
-    a_t = ac[t].reshape((-1,) + (1,) * (x0.ndim - 1))
-    rolled_target = (rolled - jnp.sqrt(a_t) * x0) / jnp.sqrt(1.0 - a_t)   # the noise making `rolled` of x0
-
-    used = (jax.random.uniform(k_use, (bsz,)) < fraction) & (t >= min_t)
-    pick = used.reshape(a_t.shape)
-    return jnp.where(pick, rolled, plain), jnp.where(pick, rolled_target, noise), used
+    draws = rollout_draws(key, t, x0.shape, alphas_cumprod.shape[0], fraction, max_jump, min_t)
+    return rolled_inputs(predict_v, x0, noise, t, alphas_cumprod, draws)

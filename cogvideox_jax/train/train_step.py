@@ -26,7 +26,7 @@ from cogvideox_jax.train.diffusion_loss import add_noise, v_prediction_loss
 from cogvideox_jax.train.ema import update_ema
 from cogvideox_jax.train.i2v_conditioning import drop_images, i2v_model_input
 from cogvideox_jax.train.object_loss_weight import object_loss_weights
-from cogvideox_jax.train.prediction_rollout import rollout_inputs
+from cogvideox_jax.train.prediction_rollout import rolled_inputs, rollout_draws
 from cogvideox_jax.train.text_dropout import drop_text, text_keep_mask
 from cogvideox_jax.train.timestep_density import sample_timesteps
 from cogvideox_jax.train.timestep_sampling import explicit_uniform_timesteps
@@ -97,14 +97,20 @@ def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: i
             return module.apply({"params": p}, i2v_model_input(x_t, img) if i2v else x_t, txt, tt, **kw)
 
         x_t = add_noise(latents, noise, a)
-        if opts.rollout_fraction > 0:  # no forward pass before rollout_start_step
-            x_t, noise = jax.lax.cond(
+        rollout = opts.rollout_fraction > 0
+
+        def with_rollout(mb):
+            """The micro-batch with a fraction of its rows fed the model's own prediction
+            (train/prediction_rollout.py): one forward pass of its rows, none before rollout_start_step."""
+            if not rollout:
+                return mb
+            x_in, target = jax.lax.cond(
                 state.step >= opts.rollout_start_step,
-                lambda: rollout_inputs(
-                    lambda x, tt: apply(model_params(state, opts.lora_scale), x, text, tt, image),
-                    latents, noise, t, ac, jax.random.fold_in(k_n, 1), opts.rollout_fraction,
-                    opts.rollout_max_jump, opts.rollout_min_t)[:2],
-                lambda: (x_t, noise))
+                lambda: rolled_inputs(
+                    lambda x, tt: apply(model_params(state, opts.lora_scale), x, mb["text"], tt, mb.get("image")),
+                    mb["x0"], mb["noise"], mb["t"], ac, mb["rollout"])[:2],
+                lambda: (mb["x_t"], mb["noise"]))
+            return {**mb, "x_t": x_in, "noise": target}
 
         def loss_fn(trainable, mb):
             """-> (objective, (v-loss, contrast term, mean relative caption gap))."""
@@ -146,12 +152,16 @@ def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: i
         if contrast:
             mbs["contrast"] = _micro(batch["contrast_" + text_key], n)
             mbs["keep"] = _micro(keep, n)
+        if rollout:  # drawn for the whole batch: independent of the accumulation split
+            draws = rollout_draws(jax.random.fold_in(k_n, 1), t, latents.shape, ac.shape[0], opts.rollout_fraction,
+                                  opts.rollout_max_jump, opts.rollout_min_t)
+            mbs["rollout"] = jax.tree_util.tree_map(lambda x: _micro(x, n), draws)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         if n == 1:
-            (_, aux), grads = grad_fn(state.params, jax.tree_util.tree_map(lambda x: x[0], mbs))
+            (_, aux), grads = grad_fn(state.params, with_rollout(jax.tree_util.tree_map(lambda x: x[0], mbs)))
         else:
             def body(carry, mb):
-                (_, a_), g = grad_fn(state.params, mb)
+                (_, a_), g = grad_fn(state.params, with_rollout(mb))
                 return (jax.tree_util.tree_map(jnp.add, carry[0], a_),
                         jax.tree_util.tree_map(jnp.add, carry[1], g)), None
 
