@@ -10,7 +10,9 @@ checkpoint's VAE, noised at ``--timesteps`` (``--repeats`` noise draws, the same
 denoised once under its caption with the shape word swapped for each of the six shapes. The
 object-weighted v-loss (the training loss), divided by its mean over the six captions and averaged
 over timesteps and draws, picks the shape: a diffusion classifier (Li et al. 2023, "Your Diffusion
-Model is Secretly a Zero-Shot Classifier"). Prints the confusion matrix (rows: the clip's shape).
+Model is Secretly a Zero-Shot Classifier"). Prints the confusion matrix (rows: the clip's shape) and,
+per timestep, the relative caption gap (the other captions' loss over the true one's, − 1) and the
+accuracy of that timestep alone.
 On samples it also prints how often the evaluator (``cogvideox-jax eval shapes``) finds the shape
 drawn when the classifier agrees with the caption and when it does not (BENCHMARKS.md, "Embedded
 default model", thirteenth session).
@@ -80,6 +82,18 @@ def classify(losses: np.ndarray) -> np.ndarray:
     return (losses / losses.mean(axis=1, keepdims=True)).mean(axis=2).argmin(axis=1)
 
 
+def per_timestep(losses: np.ndarray, truth: np.ndarray) -> dict:
+    """Per timestep of (N, K, T) ``losses`` with the true variants ``truth`` (N,): ``gap``, the mean
+    over clips of (the other captions' mean loss / the true caption's loss − 1), the relative gap the
+    caption-contrastive training term (train/caption_contrast.py) acts on; ``accuracy``, how often
+    the true caption's loss is the lowest at that timestep alone."""
+    n, k, _ = losses.shape
+    true = losses[np.arange(n), truth]                                   # (N, T)
+    others = (losses.sum(axis=1) - true) / (k - 1)
+    return {"gap": (others / true - 1.0).mean(axis=0).tolist(),
+            "accuracy": (losses.argmin(axis=1) == truth[:, None]).mean(axis=0).tolist()}
+
+
 def main(argv=None) -> None:
     import jax
     import jax.numpy as jnp
@@ -123,8 +137,12 @@ def main(argv=None) -> None:
                               comp.transformer.config.max_text_seq_length)
             emb = jnp.asarray(emb).reshape(len(rows), len(SHAPES), *emb.shape[1:])
             losses.append(caption_losses(loss_fn, comp.transformer_params, x0, emb, timesteps, jax.random.PRNGKey(i), args.repeats))
-        pred = classify(np.concatenate(losses))
+        losses = np.concatenate(losses)
+        pred = classify(losses)
         truth = np.asarray([SHAPES.index(m["shape"]) for m in meta])
+        by_t = per_timestep(losses, truth)
+        print(f"{name}, per timestep: " + "; ".join(f"t={t} gap {g:.3f} acc {a:.0%}" for t, g, a in
+                                                    zip(timesteps, by_t["gap"], by_t["accuracy"])))
         confusion = np.zeros((len(SHAPES), len(SHAPES)), int)
         np.add.at(confusion, (truth, pred), 1)
         print(f"{name}: {len(meta)} clips, the classifier names the caption's shape for {np.mean(pred == truth):.1%}")
@@ -132,7 +150,7 @@ def main(argv=None) -> None:
         for s, row in zip(SHAPES, confusion):
             print(f"{s:>10} " + "".join(f"{c:9d}" for c in row))
         return {"clips": len(meta), "agreement": float(np.mean(pred == truth)), "confusion": confusion.tolist(),
-                "pred": pred, "meta": meta}
+                "per_timestep": by_t, "pred": pred, "meta": meta}
 
     results = {"shapes": list(SHAPES), "timesteps": timesteps, "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,7 +163,7 @@ def main(argv=None) -> None:
             make_dataset(dataset, ShapesConfig(num_train=d.num_train, num_heldout=d.num_heldout,
                                                num_frames=d.num_frames, height=d.size, width=d.size, seed=d.seed))
         gt = run(os.path.join(dataset, "heldout"), "held-out ground-truth clips")
-    results["ground_truth"] = {k: gt[k] for k in ("clips", "agreement", "confusion")}
+    results["ground_truth"] = {k: gt[k] for k in ("clips", "agreement", "confusion", "per_timestep")}
     if args.samples:
         from cogvideox_jax.eval.shapes.evaluator import evaluate_folder
 
@@ -157,7 +175,7 @@ def main(argv=None) -> None:
         print(f"evaluator finds the shape drawn: {ok.mean():.1%} of samples; {ok[agree].mean():.1%} of the "
               f"{agree.sum()} the classifier agrees on, {ok[~agree].mean() if (~agree).any() else float('nan'):.1%} "
               f"of the {(~agree).sum()} it does not")
-        results["samples"] = {k: s[k] for k in ("clips", "agreement", "confusion")}
+        results["samples"] = {k: s[k] for k in ("clips", "agreement", "confusion", "per_timestep")}
         results["samples"].update(drawn=float(ok.mean()), drawn_when_agreeing=float(ok[agree].mean()))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
