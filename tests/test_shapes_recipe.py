@@ -1,5 +1,5 @@
 """The embedded-default-model recipe (``cogvideox-jax train-shapes``) end to end at a toy size:
-dataset -> tokenizer -> T5 -> VAE training -> decoder fine-tune -> latents -> transformer training -> checkpoint -> eval,
+dataset -> tokenizer -> T5 -> VAE training -> decoder fine-tune -> latents -> transformer training -> its fine-tune -> checkpoint -> eval,
 then resume (every stage skipped), sampling from the written checkpoint through the CLI, and the
 transformer stage again with the T5 trained alongside (``train_text_encoder``)."""
 from __future__ import annotations
@@ -35,6 +35,10 @@ def _toy_recipe():
         transformer_train=dataclasses.replace(
             tt, batch_size=8, stages=(StageConfig(name="toy", steps=3, num_frames=9, height=64, width=64),),
             checkpoint=dataclasses.replace(tt.checkpoint, every_steps=3, async_save=False), log_every=1),
+        transformer_finetune=dataclasses.replace(
+            r.transformer_finetune, batch_size=8,
+            stages=(StageConfig(name="toy", steps=2, num_frames=9, height=64, width=64),),
+            checkpoint=dataclasses.replace(tt.checkpoint, every_steps=2, async_save=False), log_every=1),
         sampling=SamplingConfig(steps=2, guidance_scale=6.0),
         evaluation=EvalConfig(num_prompts=2, seeds=(0,)),
     )
@@ -63,6 +67,15 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     vae_cfg = json.load(open(os.path.join(work, "checkpoint", "vae", "config.json")))
     scaling = json.load(open(os.path.join(work, "latents", "scaling.json")))["scaling_factor"]
     assert vae_cfg["scaling_factor"] == pytest.approx(scaling) and vae_cfg["latents_mean"] is None
+    # the fine-tune stage trained on from the transformer stage's weights with the caption-contrastive
+    # term, and the checkpoint ships its weights
+    logged = [json.loads(line) for line in open(os.path.join(work, "transformer_finetune", "run", "logs",
+                                                             "metrics.jsonl"))]
+    assert len(logged) == 2 and all(r["caption_contrast"] > 0 for r in logged)
+    stage, tuned, shipped = (restore_params(os.path.join(work, *d)) for d in (
+        ("transformer", "params"), ("transformer_finetune", "params"), ("checkpoint", "transformer", "params")))
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(stage), jax.tree.leaves(tuned)))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(tuned), jax.tree.leaves(shipped)))
     summary = json.load(open(os.path.join(work, "eval", "summary.json")))
     assert summary["samples"]["num_videos"] == 2 and summary["num_prompts"] == 2
     assert set(summary["samples"]["accuracy"]) >= {"color", "shape", "direction"}
@@ -99,7 +112,8 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
 
     # train_text_encoder: the T5 trains with the transformer on the cached token ids, and the checkpoint
     # ships that T5 (the stages before the transformer's are reused from the run above); this run also
-    # adds the caption-contrastive term, on the latents stage's swapped-caption token ids
+    # adds the caption-contrastive term, on the latents stage's swapped-caption token ids, and skips
+    # the fine-tune stage (0 steps: the transformer stage's weights passed on)
     from cogvideox_jax.data.shapes.swapped_captions import swapped_shape_captions
     from cogvideox_jax.models.t5.prompt_encoding import load_tokenizer, tokenize_prompts
 
@@ -116,8 +130,11 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     for s in STAGES[:STAGES.index("transformer")]:
         shutil.copytree(os.path.join(work, s), os.path.join(joint, s))
     toy = _toy_recipe()
-    run(dataclasses.replace(toy, train_text_encoder=True, transformer_train=dataclasses.replace(
-        toy.transformer_train, caption_contrast_weight=4.0)), joint, stop_after="checkpoint", progress=False)
+    no_finetune = dataclasses.replace(toy.transformer_finetune, stages=(dataclasses.replace(
+        toy.transformer_finetune.stages[0], steps=0),))
+    run(dataclasses.replace(toy, train_text_encoder=True, transformer_finetune=no_finetune,
+                            transformer_train=dataclasses.replace(toy.transformer_train, caption_contrast_weight=4.0)),
+        joint, stop_after="checkpoint", progress=False)
     logged = [json.loads(line) for line in open(os.path.join(joint, "transformer", "run", "logs", "metrics.jsonl"))]
     assert len(logged) == 3 and all(r["caption_contrast"] > 0 for r in logged)
     trained = restore_params(os.path.join(joint, "transformer", "text_encoder_params"))
@@ -125,6 +142,9 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     frozen = restore_params(os.path.join(joint, "text_encoder", "params"))
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(trained), jax.tree.leaves(shipped)))
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(shipped)))
+    stage, shipped = (restore_params(os.path.join(joint, *d)) for d in (("transformer", "params"),
+                                                                        ("checkpoint", "transformer", "params")))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(stage), jax.tree.leaves(shipped)))
     video = str(tmp_path / "v_joint.mp4")
     assert cli_main(["sample", "--checkpoint", os.path.join(joint, "checkpoint"), "--prompt",
                      "a red circle moves to the left", "--out", video]) == 0

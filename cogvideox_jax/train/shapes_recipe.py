@@ -11,8 +11,10 @@ interrupted run resumes at the stage it was in; ``timings.json`` records each st
 6. ``latents/``      posterior means scaled to unit variance (``latent_normalization``: one scaling
                      factor by default, or per channel) and T5 embeddings of every training clip;
 7. ``transformer/``  the expert transformer on those latents (the project's ``Trainer``, v-loss);
-8. ``checkpoint/``   a cogvideox-jax pipeline checkpoint (what ``sample --checkpoint`` reads);
-9. ``eval/``         samples for the held-out prompts (or, ``evaluation.split=train``, training
+8. ``transformer_finetune/`` its weights passed on unchanged, or (``transformer_finetune.stages.0.steps``
+                     > 0) fine-tuned with the caption-contrastive term;
+9. ``checkpoint/``   a cogvideox-jax pipeline checkpoint (what ``sample --checkpoint`` reads);
+10. ``eval/``        samples for the held-out prompts (or, ``evaluation.split=train``, training
                      captions) and their shapes-evaluator scores + VAE PSNR.
 
 ``--install`` copies ``checkpoint/`` into the package as the default model of ``cogvideox-jax sample``.
@@ -28,10 +30,10 @@ import time
 
 import numpy as np
 
-STAGES = ("dataset", "tokenizer", "text_encoder", "vae", "vae_decoder", "latents", "transformer", "checkpoint",
-          "eval")
+STAGES = ("dataset", "tokenizer", "text_encoder", "vae", "vae_decoder", "latents", "transformer",
+          "transformer_finetune", "checkpoint", "eval")
 DONE = ".done"
-TRAINED_T5 = "text_encoder_params"   # transformer/ subfolder: the T5 trained with it (train_text_encoder)
+TRAINED_T5 = "text_encoder_params"   # transformer(_finetune)/ subfolder: the T5 trained with it (train_text_encoder)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -214,7 +216,10 @@ def vae_with_scaling(vae_cfg, scaling: dict):
     return dataclasses.replace(vae_cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in scaling.items()})
 
 
-def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True) -> dict:
+def _train_transformer(recipe, cfg, out: str, latents_dir: str, progress: bool, base_params=None) -> dict:
+    """Train the transformer (with the T5 when ``recipe.train_text_encoder``) by ``cfg`` on the cached
+    latents, from ``base_params`` (host params) or a random init; writes ``params`` (the EMA's when
+    ``cfg`` keeps one) and, for the joint model, ``text_encoder_params``."""
     import jax.numpy as jnp
 
     from cogvideox_jax.convert.params_checkpoint import save_params
@@ -223,14 +228,13 @@ def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True)
     from cogvideox_jax.train.model_factory import spec_for_text_video_denoiser, spec_for_transformer
     from cogvideox_jax.train.trainer import Trainer, host_tree
 
-    cfg = recipe.transformer_train
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, kind="precomputed", path=latents_dir))
     dtypes = dict(dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.dtype(cfg.param_dtype))
     if recipe.train_text_encoder:  # T5 + transformer trained together on token ids
         spec = spec_for_text_video_denoiser(TextVideoDenoiser(recipe.t5, recipe.transformer, **dtypes))
     else:                          # the transformer alone, on the frozen T5's cached embeddings
         spec = spec_for_transformer(CogVideoXTransformer3D(recipe.transformer, **dtypes))
-    trainer = Trainer(cfg, os.path.join(out, "run"), model_spec=spec, progress=progress)
+    trainer = Trainer(cfg, os.path.join(out, "run"), model_spec=spec, progress=progress, base_params=base_params)
     records = trainer.fit()
     state = trainer.state
     params = host_tree(state.ema if cfg.ema_decay > 0 else state.params)
@@ -244,6 +248,29 @@ def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True)
             "ema": cfg.ema_decay > 0, "text_encoder_trained": recipe.train_text_encoder}
 
 
+def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True) -> dict:
+    return _train_transformer(recipe, recipe.transformer_train, out, latents_dir, progress)
+
+
+def stage_transformer_finetune(recipe, out: str, transformer_dir: str, latents_dir: str,
+                               progress: bool = True) -> dict:
+    """``recipe.transformer_finetune`` from the transformer stage's weights (its EMA): a short run at
+    a lower learning rate with the caption-contrastive term (``configs/shapes.py``). With 0 steps it
+    passes the transformer stage's weights on unchanged."""
+    from cogvideox_jax.convert.params_checkpoint import restore_params
+
+    cfg = recipe.transformer_finetune
+    names = ["params"] + ([TRAINED_T5] if recipe.train_text_encoder else [])
+    if cfg.total_steps == 0:
+        for name in names:
+            shutil.copytree(os.path.join(transformer_dir, name), os.path.join(out, name))
+        return {"steps": 0}
+    base = restore_params(os.path.join(transformer_dir, "params"))
+    if recipe.train_text_encoder:
+        base = {"text_encoder": restore_params(os.path.join(transformer_dir, TRAINED_T5)), "transformer": base}
+    return _train_transformer(recipe, cfg, out, latents_dir, progress, base_params=base)
+
+
 def stage_checkpoint(recipe, out: str, p: dict) -> dict:
     from configs.scheduler import SchedulerConfig
     from cogvideox_jax.convert.params_checkpoint import restore_params
@@ -255,8 +282,8 @@ def stage_checkpoint(recipe, out: str, p: dict) -> dict:
     vae_cfg = vae_with_scaling(recipe.vae, scaling)
     configs = {"transformer": recipe.transformer.to_diffusers_config(), "vae": vae_config_json(vae_cfg),
                "text_encoder": t5_config_json(recipe.t5)}
-    trained_t5 = os.path.join(p["transformer"], TRAINED_T5)
-    params = {"transformer": restore_params(os.path.join(p["transformer"], "params")),
+    trained_t5 = os.path.join(p["transformer_finetune"], TRAINED_T5)
+    params = {"transformer": restore_params(os.path.join(p["transformer_finetune"], "params")),
               "vae": restore_params(os.path.join(p["vae_decoder"], "params")),
               "text_encoder": restore_params(trained_t5 if os.path.exists(trained_t5)
                                              else os.path.join(p["text_encoder"], "params"))}
@@ -369,6 +396,8 @@ def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = Tr
         "latents": lambda: stage_latents(recipe, p["latents"], p["dataset"], p["vae_decoder"], p["tokenizer"],
                                          p["text_encoder"], progress),
         "transformer": lambda: stage_transformer(recipe, p["transformer"], p["latents"], progress),
+        "transformer_finetune": lambda: stage_transformer_finetune(recipe, p["transformer_finetune"], p["transformer"],
+                                                                   p["latents"], progress),
         "checkpoint": lambda: stage_checkpoint(recipe, p["checkpoint"], p),
         "eval": lambda: stage_eval(recipe, p["eval"], p, progress),
     }
