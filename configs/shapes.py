@@ -125,8 +125,9 @@ def transformer_finetune_config() -> TrainConfig:
     the caption-contrastive term (train/caption_contrast.py, weight 16): each row also denoised with
     its caption's shape word swapped, the true caption rewarded for fitting better (+65 % step time).
     On the shipped transformer, 1500 such steps scored shape 63 % against 58 % (2026-12-04,
-    thirteenth session, a one-off script), but this stage's 1200 steps (seed 1) 58.3 % against
-    57.9 %: no gain that reproduces (BENCHMARKS.md, fifteenth session)."""
+    thirteenth session, a one-off script), but this stage scored 58.3 % (1200 steps, seed 1) and
+    57.1 % (1500 steps, seed 0) against 57.9 %: no gain that reproduces (BENCHMARKS.md, fifteenth
+    session)."""
     base = transformer_train_config()
     return dataclasses.replace(
         base, seed=1, caption_contrast_weight=16.0, caption_contrast_sharpness=20.0,
