@@ -1,6 +1,6 @@
 """The embedded-default-model recipe (``cogvideox-jax train-shapes``) end to end at a toy size:
 dataset -> tokenizer -> T5 -> VAE training -> decoder fine-tune -> latents -> transformer training -> its fine-tune -> checkpoint -> eval,
-then resume (every stage skipped), sampling from the written checkpoint through the CLI, and the
+then resume (every stage skipped), an interrupted transformer stage resumed from its checkpoint, sampling from the written checkpoint through the CLI, and the
 transformer stage again with the T5 trained alongside (``train_text_encoder``)."""
 from __future__ import annotations
 
@@ -103,6 +103,34 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     run(_toy_recipe(), work, progress=False)
     out = capsys.readouterr().out
     assert all(f"[{s}] done already" in out for s in STAGES)
+
+    # an interrupted transformer stage resumes from its last checkpoint and ends at the uninterrupted
+    # run's weights; with changed settings it starts over instead
+    resumed = str(tmp_path / "resumed")
+    for s in STAGES[:STAGES.index("transformer")]:
+        shutil.copytree(os.path.join(work, s), os.path.join(resumed, s))
+    toy = _toy_recipe()
+    every_step = dataclasses.replace(toy, transformer_train=dataclasses.replace(
+        toy.transformer_train, checkpoint=dataclasses.replace(toy.transformer_train.checkpoint, every_steps=1,
+                                                              keep_last=3)))
+    stage_dir = os.path.join(resumed, "transformer")
+    run(every_step, resumed, stop_after="transformer", progress=False)
+    for leftover in (".done", "run/checkpoints/2", "run/checkpoints/3"):  # as if killed after step 1's checkpoint
+        path = os.path.join(stage_dir, leftover)
+        os.remove(path) if os.path.isfile(path) else shutil.rmtree(path)
+    capsys.readouterr()
+    timings = run(every_step, resumed, stop_after="transformer", progress=False)
+    out = capsys.readouterr().out
+    assert "[transformer] resuming the interrupted run" in out and "restored step 1" in out
+    assert timings["transformer"]["resumed_from_step"] == 1
+    uninterrupted, resumed_params = (restore_params(os.path.join(d, "transformer", "params")) for d in (work, resumed))
+    chex.assert_trees_all_equal(resumed_params, uninterrupted)
+    os.remove(os.path.join(stage_dir, ".done"))
+    other_lr = dataclasses.replace(every_step, transformer_train=dataclasses.replace(
+        every_step.transformer_train, optimizer=dataclasses.replace(every_step.transformer_train.optimizer, lr=5e-4)))
+    timings = run(other_lr, resumed, stop_after="transformer", progress=False)
+    assert "[transformer] its settings changed since the interrupted run: starting it over" in capsys.readouterr().out
+    assert timings["transformer"]["resumed_from_step"] is None
 
     # the checkpoint samples through the CLI with its stored sampling defaults (2 steps)
     video = str(tmp_path / "v.mp4")

@@ -1,7 +1,9 @@
 """``cogvideox-jax train-shapes``: train the embedded default model end to end with the project's code.
 
 Stages (each writes one folder of ``--workdir`` and is skipped when that folder is complete, so an
-interrupted run resumes at the stage it was in; ``timings.json`` records each stage's wall time):
+interrupted run resumes at the stage it was in; the two transformer stages resume from their last
+checkpoint, every 1500 steps, when their settings are unchanged; ``timings.json`` records each stage's
+wall time):
 
 1. ``dataset/``      the synthetic shapes clips (``make-dataset shapes``), train + held-out split;
 2. ``tokenizer/``    a sentencepiece T5 tokenizer trained on the training captions;
@@ -33,6 +35,13 @@ import numpy as np
 STAGES = ("dataset", "tokenizer", "text_encoder", "vae", "vae_decoder", "latents", "transformer",
           "transformer_finetune", "checkpoint", "eval")
 DONE = ".done"
+SETTINGS = "settings.json"           # a checkpointed stage's settings, to resume it only with the same ones
+# the stages trained by the ``Trainer`` (orbax checkpoints in ``<stage>/run/checkpoints``), with the
+# recipe fields their training depends on: an interrupted one resumes from its last checkpoint
+CHECKPOINTED_STAGES = {
+    "transformer": ("transformer_train", "transformer", "train_text_encoder", "latent_normalization"),
+    "transformer_finetune": ("transformer_finetune", "transformer", "train_text_encoder", "latent_normalization"),
+}
 TRAINED_T5 = "text_encoder_params"   # transformer(_finetune)/ subfolder: the T5 trained with it (train_text_encoder)
 
 
@@ -197,6 +206,39 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     return {**scaling, "latents": list(means.shape)}
 
 
+def stage_settings(recipe, stage: str) -> dict | None:
+    """The recipe fields a checkpointed stage's training depends on, as JSON values (None for the
+    other stages)."""
+    if stage not in CHECKPOINTED_STAGES:
+        return None
+    fields = {name: getattr(recipe, name) for name in CHECKPOINTED_STAGES[stage]}
+    as_json = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in fields.items()}
+    return json.loads(json.dumps(as_json, default=str))
+
+
+def _prepare_stage(recipe, stage: str, path: str) -> bool:
+    """Make ``path`` ready for ``stage``. A checkpointed stage's partial folder is kept when it holds a
+    checkpoint written with the same settings (the ``Trainer`` then restores the latest one); any other
+    partial folder is removed. Returns whether the folder was kept."""
+    settings = stage_settings(recipe, stage)
+    saved = os.path.join(path, SETTINGS)
+    checkpoints = os.path.join(path, "run", "checkpoints")
+    if settings is not None and os.path.exists(saved) and os.path.isdir(checkpoints) and os.listdir(checkpoints):
+        with open(saved) as f:
+            if json.load(f) == settings:
+                print(f"[{stage}] resuming the interrupted run from its last checkpoint ({checkpoints})", flush=True)
+                for name in ("params", TRAINED_T5):  # outputs the run writes at its end (maybe half-written)
+                    if os.path.exists(os.path.join(path, name)):
+                        shutil.rmtree(os.path.join(path, name))
+                return True
+        print(f"[{stage}] its settings changed since the interrupted run: starting it over", flush=True)
+    _fresh(path)
+    if settings is not None:
+        with open(saved, "w") as f:
+            json.dump(settings, f, indent=1, sort_keys=True)
+    return False
+
+
 def latent_scaling_fields(latents: np.ndarray, normalization: str) -> dict:
     """The VAE config's scaling fields that map the training latents ``(N, t, h, w, C)`` to unit
     variance (``models/vae/latent_scaling.py``). ``"global"``: one ``scaling_factor`` = 1 / std (the
@@ -244,7 +286,7 @@ def _train_transformer(recipe, cfg, out: str, latents_dir: str, progress: bool, 
         params = params["transformer"]
     save_params(os.path.join(out, "params"), params)
     last = records[-1] if records else {}
-    return {"steps": cfg.total_steps, "final_loss": last.get("loss"),
+    return {"steps": cfg.total_steps, "final_loss": last.get("loss"), "resumed_from_step": trainer.restored_step,
             "ema": cfg.ema_decay > 0, "text_encoder_trained": recipe.train_text_encoder}
 
 
@@ -410,7 +452,7 @@ def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = Tr
             print(f"[{stage}] ...", flush=True)
             t0 = time.time()
             if stage != "dataset":
-                _fresh(p[stage])
+                _prepare_stage(recipe, stage, p[stage])
             elif os.path.exists(p[stage]):
                 shutil.rmtree(p[stage])
             info = actions[stage]()
