@@ -85,6 +85,7 @@ class VAETrainConfig:
     seed: int = 0
     eval_clips: int = 32            # held-out clips for the PSNR printed at the end
     log_every: int = 20
+    checkpoint_every: int = 250     # params + optimizer state, so an interrupted stage resumes (0: never)
 
     @property
     def steps(self) -> int:

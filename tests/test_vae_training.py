@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import chex
 import jax
@@ -109,6 +110,24 @@ def test_train_vae_reduces_reconstruction_error():
     assert last < 0.5 * first, (first, last)
     rec = reconstruct(vae, params, clips[:2])
     assert rec.shape == clips[:2].shape and rec.dtype == np.uint8
+
+
+def test_train_vae_resumes_from_its_checkpoint_to_the_uninterrupted_weights(tmp_path, capsys):
+    """With ``checkpoint_dir``, a second call resumes from the latest checkpoint (here step 4, past the
+    first phase) and ends at the weights of a run never interrupted."""
+    clips = _clips()
+    vae = AutoencoderKLCogVideoX(TINY)
+    cfg = VAETrainConfig(phases=(VAEPhase(steps=2, batch_size=4, frames=1, size=16),
+                                 VAEPhase(steps=3, batch_size=2, frames=9, size=16)),
+                         lr=3e-3, warmup_steps=1, log_every=1, checkpoint_every=2)
+    ckpt = str(tmp_path / "checkpoints")
+    uninterrupted, _ = train_vae(vae, cfg, clips, progress=False, checkpoint_dir=ckpt)
+    assert sorted(os.listdir(ckpt)) == ["4"]   # the latest kept: as if stopped during step 5
+    capsys.readouterr()
+    resumed, history = train_vae(vae, cfg, clips, progress=False, checkpoint_dir=ckpt)
+    assert "restored step 4" in capsys.readouterr().out
+    assert [h["step"] for h in history] == [5] and history[0]["phase"] == 1
+    chex.assert_trees_all_equal(resumed, uninterrupted)
 
 
 def test_decoder_only_phase_keeps_the_encoder_and_trains_the_decoder():

@@ -1,9 +1,9 @@
 """``cogvideox-jax train-shapes``: train the embedded default model end to end with the project's code.
 
 Stages (each writes one folder of ``--workdir`` and is skipped when that folder is complete, so an
-interrupted run resumes at the stage it was in; the two transformer stages resume from their last
-checkpoint, every 1500 steps, when their settings are unchanged; ``timings.json`` records each stage's
-wall time):
+interrupted run resumes at the stage it was in; the VAE and transformer stages resume from their
+last checkpoint, every 250 / 1500 steps, when their settings are unchanged; ``timings.json`` records
+each stage's wall time):
 
 1. ``dataset/``      the synthetic shapes clips (``make-dataset shapes``), train + held-out split;
 2. ``tokenizer/``    a sentencepiece T5 tokenizer trained on the training captions;
@@ -36,11 +36,15 @@ STAGES = ("dataset", "tokenizer", "text_encoder", "vae", "vae_decoder", "latents
           "transformer_finetune", "checkpoint", "eval")
 DONE = ".done"
 SETTINGS = "settings.json"           # a checkpointed stage's settings, to resume it only with the same ones
-# the stages trained by the ``Trainer`` (orbax checkpoints in ``<stage>/run/checkpoints``), with the
-# recipe fields their training depends on: an interrupted one resumes from its last checkpoint
+# the training stages that write orbax checkpoints: their folder, and the recipe fields their training
+# depends on; an interrupted one resumes from its last checkpoint when those fields are unchanged
 CHECKPOINTED_STAGES = {
-    "transformer": ("transformer_train", "transformer", "train_text_encoder", "latent_normalization"),
-    "transformer_finetune": ("transformer_finetune", "transformer", "train_text_encoder", "latent_normalization"),
+    "vae": ("checkpoints", ("vae_train", "vae")),
+    "vae_decoder": ("checkpoints", ("vae_decoder_train", "vae")),
+    "transformer": ("run/checkpoints", ("transformer_train", "transformer", "train_text_encoder",
+                                        "latent_normalization")),
+    "transformer_finetune": ("run/checkpoints", ("transformer_finetune", "transformer", "train_text_encoder",
+                                                 "latent_normalization")),
 }
 TRAINED_T5 = "text_encoder_params"   # transformer(_finetune)/ subfolder: the T5 trained with it (train_text_encoder)
 
@@ -144,7 +148,7 @@ def stage_vae(recipe, out: str, dataset: str, progress: bool, init_dir: str | No
     train_cfg = recipe.vae_train if init_dir is None else recipe.vae_decoder_train
     init = None if init_dir is None else restore_params(os.path.join(init_dir, "params"))
     params, history = train_vae(vae, train_cfg, clips, log_path=os.path.join(out, "log.jsonl"),
-                                progress=progress, init_params=init)
+                                progress=progress, init_params=init, checkpoint_dir=os.path.join(out, "checkpoints"))
     save_vae(out, recipe.vae, params)
     held = load_clips(os.path.join(dataset, "heldout"), limit=train_cfg.eval_clips, progress=False)
     rec = reconstruct(vae, params, held)
@@ -211,7 +215,7 @@ def stage_settings(recipe, stage: str) -> dict | None:
     other stages)."""
     if stage not in CHECKPOINTED_STAGES:
         return None
-    fields = {name: getattr(recipe, name) for name in CHECKPOINTED_STAGES[stage]}
+    fields = {name: getattr(recipe, name) for name in CHECKPOINTED_STAGES[stage][1]}
     as_json = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in fields.items()}
     return json.loads(json.dumps(as_json, default=str))
 
@@ -222,7 +226,7 @@ def _prepare_stage(recipe, stage: str, path: str) -> bool:
     partial folder is removed. Returns whether the folder was kept."""
     settings = stage_settings(recipe, stage)
     saved = os.path.join(path, SETTINGS)
-    checkpoints = os.path.join(path, "run", "checkpoints")
+    checkpoints = os.path.join(path, CHECKPOINTED_STAGES[stage][0]) if settings is not None else ""
     if settings is not None and os.path.exists(saved) and os.path.isdir(checkpoints) and os.listdir(checkpoints):
         with open(saved) as f:
             if json.load(f) == settings:
@@ -286,7 +290,7 @@ def _train_transformer(recipe, cfg, out: str, latents_dir: str, progress: bool, 
         params = params["transformer"]
     save_params(os.path.join(out, "params"), params)
     last = records[-1] if records else {}
-    return {"steps": cfg.total_steps, "final_loss": last.get("loss"), "resumed_from_step": trainer.restored_step,
+    return {"steps": cfg.total_steps, "final_loss": last.get("loss"),
             "ema": cfg.ema_decay > 0, "text_encoder_trained": recipe.train_text_encoder}
 
 
@@ -451,11 +455,14 @@ def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = Tr
         else:
             print(f"[{stage}] ...", flush=True)
             t0 = time.time()
+            resumed = False
             if stage != "dataset":
-                _prepare_stage(recipe, stage, p[stage])
+                resumed = _prepare_stage(recipe, stage, p[stage])
             elif os.path.exists(p[stage]):
                 shutil.rmtree(p[stage])
             info = actions[stage]()
+            if resumed:  # its seconds are this run's part of the stage only
+                info = {**info, "resumed": True}
             seconds = round(time.time() - t0, 1)
             timings[stage] = {"seconds": seconds, **info}
             _mark_done(p[stage], info)

@@ -25,6 +25,7 @@ from cogvideox_jax.compiler_options import memory_optimized
 from cogvideox_jax.parallel.logical_axes import LOGICAL_AXIS_RULES
 from cogvideox_jax.parallel.mesh import make_mesh
 from cogvideox_jax.parallel.param_sharding import param_shardings
+from cogvideox_jax.train.checkpointing import Checkpointer
 from cogvideox_jax.train.vae_objective import VAELossWeights, foreground_mask, make_vae_train_step
 
 
@@ -103,13 +104,18 @@ def reconstruct(vae, params, clips: np.ndarray, batch_size: int = 4, frame_batch
 
 
 def train_vae(vae, cfg, train_clips: np.ndarray, *, mesh: str = "data=-1", log_path: str | None = None,
-              progress: bool = True, init_params=None):
+              progress: bool = True, init_params=None, checkpoint_dir: str | None = None):
     """Train ``vae`` (a Linen ``AutoencoderKLCogVideoX``) with ``cfg`` (``configs.shapes.VAETrainConfig``)
     on ``mesh`` (built over the largest number of local devices that divides every phase's batch),
     from a random init or from ``init_params`` (e.g. a decoder fine-tune: phases with
     ``train_encoder=False``).
 
-    Returns ``(params, history)`` with host (numpy) params and the logged metric records.
+    ``checkpoint_dir``: params + optimizer state are saved there every ``cfg.checkpoint_every`` steps
+    (the latest kept), and training resumes from the latest one found; each step's crops and noise
+    depend only on ``(cfg.seed, step)``, so a resumed run ends at the uninterrupted run's weights.
+
+    Returns ``(params, history)`` with host (numpy) params and the logged metric records (those of
+    this call: a resumed run's start at its checkpoint).
     """
     from tqdm.auto import tqdm
 
@@ -145,14 +151,28 @@ def train_vae(vae, cfg, train_clips: np.ndarray, *, mesh: str = "data=-1", log_p
 
     batch_sh = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
     step_fns = {flag: jitted_step(flag) for flag in {p.train_encoder for p in cfg.phases}}
+    checkpointer, start = None, 0
+    if checkpoint_dir and cfg.checkpoint_every > 0:
+        checkpointer = Checkpointer(checkpoint_dir, keep_last=1, keep_best=0, async_save=False)
+        if checkpointer.latest_step() is not None:
+            replicated = NamedSharding(mesh, PartitionSpec())   # e.g. the optimizer's step count
+            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+                x.shape, x.dtype, sharding=x.sharding if isinstance(x.sharding, NamedSharding) else replicated),
+                {"params": params, "opt_state": opt_state})
+            state, _, _ = checkpointer.restore(abstract)
+            params, opt_state, start = state["params"], state["opt_state"], checkpointer.latest_step()
+            print(f"restored step {start} from {checkpointer.directory}", flush=True)
     history = []
     log = open(log_path, "a", encoding="utf-8") if log_path else None
-    bar = tqdm(total=cfg.steps, desc="vae", unit="step", disable=not progress)
+    bar = tqdm(total=cfg.steps, initial=start, desc="vae", unit="step", disable=not progress)
     global_step, t_last = 0, time.time()
     centers = foreground_centroids(train_clips) if cfg.object_crops else None
     for pi, phase in enumerate(cfg.phases):
         jitted = step_fns[phase.train_encoder]
         for _ in range(phase.steps):
+            if global_step < start:  # done before the checkpoint this run resumed from
+                global_step += 1
+                continue
             rng = np.random.default_rng([cfg.seed, global_step])
             host = random_crops(train_clips, rng, phase.batch_size, phase.frames, phase.size, centers)
             video = jax.make_array_from_callback(host.shape, batch_sh, lambda idx, a=host: a[idx])
@@ -172,9 +192,13 @@ def train_vae(vae, cfg, train_clips: np.ndarray, *, mesh: str = "data=-1", log_p
                 if log:
                     log.write(json.dumps(rec) + "\n")
                     log.flush()
+            if checkpointer and global_step % cfg.checkpoint_every == 0:
+                checkpointer.save(global_step, {"params": params, "opt_state": opt_state})
     bar.close()
     if log:
         log.close()
+    if checkpointer:
+        checkpointer.close()
     return jax.device_get(params), history
 
 
