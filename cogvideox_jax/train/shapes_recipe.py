@@ -222,7 +222,7 @@ def stage_settings(recipe, stage: str) -> dict | None:
 
 def _prepare_stage(recipe, stage: str, path: str) -> bool:
     """Make ``path`` ready for ``stage``. A checkpointed stage's partial folder is kept when it holds a
-    checkpoint written with the same settings (the ``Trainer`` then restores the latest one); any other
+    checkpoint written with the same settings (its training then restores the latest one); any other
     partial folder is removed. Returns whether the folder was kept."""
     settings = stage_settings(recipe, stage)
     saved = os.path.join(path, SETTINGS)
