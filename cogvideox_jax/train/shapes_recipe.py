@@ -210,11 +210,9 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     return {**scaling, "latents": list(means.shape)}
 
 
-def stage_settings(recipe, stage: str) -> dict | None:
-    """The recipe fields a checkpointed stage's training depends on, as JSON values (None for the
-    other stages)."""
-    if stage not in CHECKPOINTED_STAGES:
-        return None
+def stage_settings(recipe, stage: str) -> dict:
+    """The recipe fields a checkpointed stage's (``CHECKPOINTED_STAGES``) training depends on, as JSON
+    values."""
     fields = {name: getattr(recipe, name) for name in CHECKPOINTED_STAGES[stage][1]}
     as_json = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in fields.items()}
     return json.loads(json.dumps(as_json, default=str))
@@ -224,10 +222,13 @@ def _prepare_stage(recipe, stage: str, path: str) -> bool:
     """Make ``path`` ready for ``stage``. A checkpointed stage's partial folder is kept when it holds a
     checkpoint written with the same settings (its training then restores the latest one); any other
     partial folder is removed. Returns whether the folder was kept."""
+    if stage not in CHECKPOINTED_STAGES:
+        _fresh(path)
+        return False
     settings = stage_settings(recipe, stage)
     saved = os.path.join(path, SETTINGS)
-    checkpoints = os.path.join(path, CHECKPOINTED_STAGES[stage][0]) if settings is not None else ""
-    if settings is not None and os.path.exists(saved) and os.path.isdir(checkpoints) and os.listdir(checkpoints):
+    checkpoints = os.path.join(path, CHECKPOINTED_STAGES[stage][0])
+    if os.path.exists(saved) and os.path.isdir(checkpoints) and os.listdir(checkpoints):
         with open(saved) as f:
             if json.load(f) == settings:
                 print(f"[{stage}] resuming the interrupted run from its last checkpoint ({checkpoints})", flush=True)
@@ -237,9 +238,8 @@ def _prepare_stage(recipe, stage: str, path: str) -> bool:
                 return True
         print(f"[{stage}] its settings changed since the interrupted run: starting it over", flush=True)
     _fresh(path)
-    if settings is not None:
-        with open(saved, "w") as f:
-            json.dump(settings, f, indent=1, sort_keys=True)
+    with open(saved, "w") as f:
+        json.dump(settings, f, indent=1, sort_keys=True)
     return False
 
 

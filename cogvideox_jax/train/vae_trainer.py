@@ -25,7 +25,7 @@ from cogvideox_jax.compiler_options import memory_optimized
 from cogvideox_jax.parallel.logical_axes import LOGICAL_AXIS_RULES
 from cogvideox_jax.parallel.mesh import make_mesh
 from cogvideox_jax.parallel.param_sharding import param_shardings
-from cogvideox_jax.train.checkpointing import Checkpointer
+from cogvideox_jax.train.checkpointing import Checkpointer, abstract_with_shardings
 from cogvideox_jax.train.vae_objective import VAELossWeights, foreground_mask, make_vae_train_step
 
 
@@ -155,11 +155,11 @@ def train_vae(vae, cfg, train_clips: np.ndarray, *, mesh: str = "data=-1", log_p
     if checkpoint_dir and cfg.checkpoint_every > 0:
         checkpointer = Checkpointer(checkpoint_dir, keep_last=1, keep_best=0, async_save=False)
         if checkpointer.latest_step() is not None:
+            state = {"params": params, "opt_state": opt_state}
             replicated = NamedSharding(mesh, PartitionSpec())   # e.g. the optimizer's step count
-            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(
-                x.shape, x.dtype, sharding=x.sharding if isinstance(x.sharding, NamedSharding) else replicated),
-                {"params": params, "opt_state": opt_state})
-            state, _, _ = checkpointer.restore(abstract)
+            shardings = jax.tree.map(lambda x: x.sharding if isinstance(x.sharding, NamedSharding) else replicated,
+                                     state)
+            state, _, _ = checkpointer.restore(abstract_with_shardings(state, shardings))
             params, opt_state, start = state["params"], state["opt_state"], checkpointer.latest_step()
             print(f"restored step {start} from {checkpointer.directory}", flush=True)
     history = []
