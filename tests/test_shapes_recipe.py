@@ -103,6 +103,14 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     run(_toy_recipe(), work, progress=False)
     out = capsys.readouterr().out
     assert all(f"[{s}] done already" in out for s in STAGES)
+    # changed evaluation settings redo the evaluation only
+    toy = _toy_recipe()
+    run(dataclasses.replace(toy, evaluation=dataclasses.replace(toy.evaluation, seeds=(1,))), work, progress=False)
+    out = capsys.readouterr().out
+    assert all(f"[{s}] done already" in out for s in STAGES[:-1])
+    assert "[eval] its settings or an input stage changed since it ran: redoing it" in out
+    sampled = [json.loads(line)["seed"] for line in open(os.path.join(work, "eval", "samples", "metadata.jsonl"))]
+    assert sampled == [1, 1]
 
     # an interrupted transformer stage resumes from its last checkpoint and ends at the uninterrupted
     # run's weights; with changed settings it starts over instead
@@ -130,7 +138,7 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
         every_step.transformer_train, optimizer=dataclasses.replace(every_step.transformer_train.optimizer, lr=5e-4)))
     timings = run(other_lr, resumed, stop_after="transformer", progress=False)
     out = capsys.readouterr().out
-    assert "[transformer] its settings changed since the interrupted run: starting it over" in out
+    assert "[transformer] its settings or inputs changed since the interrupted run: starting it over" in out
     assert "resumed" not in timings["transformer"] and "restored step" not in out
 
     # the checkpoint samples through the CLI with its stored sampling defaults (2 steps)
@@ -178,6 +186,52 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert cli_main(["sample", "--checkpoint", os.path.join(joint, "checkpoint"), "--prompt",
                      "a red circle moves to the left", "--out", video]) == 0
     assert read_video_uint8(video).shape == (9, 64, 64, 3)
+
+
+def test_stage_keys_follow_the_settings_each_stage_reads():
+    from configs.train_config import apply_overrides
+    from cogvideox_jax.train.shapes_recipe import STAGES, stage_record
+
+    def keys(recipe):
+        out = {}
+        for stage in STAGES:
+            out[stage] = stage_record(recipe, stage, out)["key"]
+        return out
+
+    base = keys(get_config())
+    assert keys(get_config()) == base
+
+    def changed(override):
+        new = keys(apply_overrides(get_config(), [override]))
+        return [s for s in STAGES if new[s] != base[s]]
+
+    after_vae = STAGES[STAGES.index("vae"):]
+    assert changed("vae_train.lr=5e-4") == list(after_vae)
+    assert changed("vae_decoder_train.lr=5e-4") == [s for s in after_vae if s != "vae"]
+    assert changed("transformer_train.seed=1") == ["transformer", "transformer_finetune", "checkpoint", "eval"]
+    assert changed("transformer.num_layers=3") == ["transformer", "transformer_finetune", "checkpoint", "eval"]
+    assert changed("transformer.max_text_seq_length=32") == list(STAGES[STAGES.index("latents"):])
+    assert changed("sampling.contrast_scale=2.0") == ["checkpoint", "eval"]
+    assert changed("evaluation.seeds=2,3") == ["eval"]
+    assert changed("dataset.seed=5") == list(STAGES)  # the T5's init seed is the dataset's + 17
+
+
+def test_an_interrupted_stage_resumes_only_under_its_key(tmp_path):
+    from cogvideox_jax.train.shapes_recipe import SETTINGS, _prepare_stage, stage_record
+
+    recipe = get_config()
+    keys = {"latents": "0123456789abcdef"}
+    record = stage_record(recipe, "transformer", keys)
+    path = tmp_path / "transformer"
+    (path / "run" / "checkpoints" / "1500").mkdir(parents=True)
+    (path / SETTINGS).write_text(json.dumps(record))
+    assert _prepare_stage("transformer", str(path), record)
+    assert (path / "run" / "checkpoints" / "1500").is_dir()
+    # the same settings on other latents (a redone latents stage): start over
+    other = stage_record(recipe, "transformer", {"latents": "fedcba9876543210"})
+    assert other["settings"] == record["settings"] and other["key"] != record["key"]
+    assert not _prepare_stage("transformer", str(path), other)
+    assert not (path / "run").exists() and json.loads((path / SETTINGS).read_text()) == other
 
 
 def test_eval_split_is_checked_before_any_stage_runs(tmp_path):

@@ -1,9 +1,11 @@
 """``cogvideox-jax train-shapes``: train the embedded default model end to end with the project's code.
 
-Stages (each writes one folder of ``--workdir`` and is skipped when that folder is complete, so an
-interrupted run resumes at the stage it was in; the VAE and transformer stages resume from their
-last checkpoint, every 250 / 1500 steps, when their settings are unchanged; ``timings.json`` records
-each stage's wall time):
+Stages (each writes one folder of ``--workdir`` and is skipped when that folder is complete and was
+written with the same settings and inputs, so an interrupted run resumes at the stage it was in, and
+a run with changed settings redoes only the stages they reach: ``--set transformer_train.seed=1`` on
+a finished workdir retrains the transformer and redoes the stages after it, not the dataset or the
+VAE (``STAGE_DEPENDENCIES``, each folder's ``settings.json``); the VAE and transformer stages resume
+from their last checkpoint, every 250 / 1500 steps; ``timings.json`` records each stage's wall time):
 
 1. ``dataset/``      the synthetic shapes clips (``make-dataset shapes``), train + held-out split;
 2. ``tokenizer/``    a sentencepiece T5 tokenizer trained on the training captions;
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -35,17 +38,29 @@ import numpy as np
 STAGES = ("dataset", "tokenizer", "text_encoder", "vae", "vae_decoder", "latents", "transformer",
           "transformer_finetune", "checkpoint", "eval")
 DONE = ".done"
-SETTINGS = "settings.json"           # a checkpointed stage's settings, to resume it only with the same ones
-# the training stages that write orbax checkpoints: their folder, and the recipe fields their training
-# depends on; an interrupted one resumes from its last checkpoint when those fields are unchanged
-CHECKPOINTED_STAGES = {
-    "vae": ("checkpoints", ("vae_train", "vae")),
-    "vae_decoder": ("checkpoints", ("vae_decoder_train", "vae")),
-    "transformer": ("run/checkpoints", ("transformer_train", "transformer", "train_text_encoder",
-                                        "latent_normalization")),
-    "transformer_finetune": ("run/checkpoints", ("transformer_finetune", "transformer", "train_text_encoder",
-                                                 "latent_normalization")),
+SETTINGS = "settings.json"           # a stage's key, settings and input stages' keys (``stage_record``)
+# What each stage's output depends on: the recipe fields (dotted paths) and the stages it reads. A
+# stage's key hashes both, its inputs by their keys, so a changed field reruns that stage and every
+# stage after it that reads it, and nothing else.
+STAGE_DEPENDENCIES = {
+    "dataset": (("dataset",), ()),
+    "tokenizer": (("tokenizer", "t5.vocab_size"), ("dataset",)),
+    "text_encoder": (("t5", "dataset.seed"), ()),
+    "vae": (("vae_train", "vae"), ("dataset",)),
+    "vae_decoder": (("vae_decoder_train", "vae"), ("dataset", "vae")),
+    "latents": (("vae", "t5", "transformer.max_text_seq_length", "latent_normalization"),
+                ("dataset", "vae_decoder", "tokenizer", "text_encoder")),
+    "transformer": (("transformer_train", "transformer", "train_text_encoder", "latent_normalization"), ("latents",)),
+    "transformer_finetune": (("transformer_finetune", "transformer", "train_text_encoder", "latent_normalization"),
+                             ("transformer", "latents")),
+    "checkpoint": (("sampling", "transformer", "vae", "t5", "transformer_train.snr_shift_scale"),
+                   ("transformer_finetune", "vae_decoder", "text_encoder", "tokenizer", "latents")),
+    "eval": (("evaluation", "sampling", "vae"), ("checkpoint", "dataset", "vae_decoder")),
 }
+# the training stages that write orbax checkpoints, and where: an interrupted one resumes from its
+# last checkpoint when its key is unchanged
+CHECKPOINTED_STAGES = {"vae": "checkpoints", "vae_decoder": "checkpoints", "transformer": "run/checkpoints",
+                       "transformer_finetune": "run/checkpoints"}
 TRAINED_T5 = "text_encoder_params"   # transformer(_finetune)/ subfolder: the T5 trained with it (train_text_encoder)
 
 
@@ -210,36 +225,74 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     return {**scaling, "latents": list(means.shape)}
 
 
+def _field(recipe, dotted: str):
+    value = recipe
+    for name in dotted.split("."):
+        value = getattr(value, name)
+    return value
+
+
 def stage_settings(recipe, stage: str) -> dict:
-    """The recipe fields a checkpointed stage's (``CHECKPOINTED_STAGES``) training depends on, as JSON
-    values."""
-    fields = {name: getattr(recipe, name) for name in CHECKPOINTED_STAGES[stage][1]}
+    """The recipe fields ``stage``'s output depends on (``STAGE_DEPENDENCIES``), as JSON values."""
+    fields = {name: _field(recipe, name) for name in STAGE_DEPENDENCIES[stage][0]}
     as_json = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in fields.items()}
     return json.loads(json.dumps(as_json, default=str))
 
 
-def _prepare_stage(recipe, stage: str, path: str) -> bool:
+def stage_record(recipe, stage: str, keys: dict) -> dict:
+    """``stage``'s settings, its input stages' keys (``keys``: those of the stages before it) and its own
+    key, a hash of the two."""
+    record = {"settings": stage_settings(recipe, stage),
+              "inputs": {name: keys[name] for name in STAGE_DEPENDENCIES[stage][1]}}
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+    return {"key": digest, **record}
+
+
+def _saved_key(path: str) -> str | None:
+    """The key a stage folder was written with; None for a folder from before stage keys (or none)."""
+    try:
+        with open(os.path.join(path, SETTINGS)) as f:
+            return json.load(f).get("key")
+    except (OSError, ValueError):
+        return None
+
+
+def _write_record(path: str, record: dict) -> None:
+    with open(os.path.join(path, SETTINGS), "w") as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+
+
+def _up_to_date(path: str, record: dict) -> bool | None:
+    """A complete stage folder: True when written with ``record``'s key, or by a recipe from before
+    stage keys (which is trusted); False when its settings or inputs changed since. None: not complete."""
+    if not _done(path):
+        return None
+    saved = _saved_key(path)
+    return saved is None or saved == record["key"]
+
+
+def _prepare_stage(stage: str, path: str, record: dict) -> bool:
     """Make ``path`` ready for ``stage``. A checkpointed stage's partial folder is kept when it holds a
-    checkpoint written with the same settings (its training then restores the latest one); any other
-    partial folder is removed. Returns whether the folder was kept."""
-    if stage not in CHECKPOINTED_STAGES:
-        _fresh(path)
-        return False
-    settings = stage_settings(recipe, stage)
-    saved = os.path.join(path, SETTINGS)
-    checkpoints = os.path.join(path, CHECKPOINTED_STAGES[stage][0])
-    if os.path.exists(saved) and os.path.isdir(checkpoints) and os.listdir(checkpoints):
-        with open(saved) as f:
-            if json.load(f) == settings:
+    checkpoint written under the same key, the same settings and inputs (its training then restores
+    the latest one); any other folder is removed. Returns whether the folder was kept."""
+    if stage in CHECKPOINTED_STAGES:
+        checkpoints = os.path.join(path, CHECKPOINTED_STAGES[stage])
+        if not _done(path) and os.path.isdir(checkpoints) and os.listdir(checkpoints):
+            if _saved_key(path) == record["key"]:
                 print(f"[{stage}] resuming the interrupted run from its last checkpoint ({checkpoints})", flush=True)
                 for name in ("params", TRAINED_T5):  # outputs the run writes at its end (maybe half-written)
                     if os.path.exists(os.path.join(path, name)):
                         shutil.rmtree(os.path.join(path, name))
                 return True
-        print(f"[{stage}] its settings changed since the interrupted run: starting it over", flush=True)
+            print(f"[{stage}] its settings or inputs changed since the interrupted run: starting it over",
+                  flush=True)
+    if stage == "dataset":  # make_dataset writes the folder itself
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        return False
     _fresh(path)
-    with open(saved, "w") as f:
-        json.dump(settings, f, indent=1, sort_keys=True)
+    if stage in CHECKPOINTED_STAGES:  # written before training, so that an interrupted run can be resumed
+        _write_record(path, record)
     return False
 
 
@@ -447,24 +500,26 @@ def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = Tr
         "checkpoint": lambda: stage_checkpoint(recipe, p["checkpoint"], p),
         "eval": lambda: stage_eval(recipe, p["eval"], p, progress),
     }
+    keys = {}
     for stage in STAGES:
-        if stage not in actions:
-            break
-        if _done(p[stage]):
+        record = stage_record(recipe, stage, keys)
+        keys[stage] = record["key"]
+        up_to_date = _up_to_date(p[stage], record)
+        if up_to_date:
             print(f"[{stage}] done already ({timings.get(stage, {}).get('seconds', '?')} s)", flush=True)
         else:
-            print(f"[{stage}] ...", flush=True)
+            if up_to_date is False:
+                print(f"[{stage}] its settings or an input stage changed since it ran: redoing it", flush=True)
+            else:
+                print(f"[{stage}] ...", flush=True)
             t0 = time.time()
-            resumed = False
-            if stage != "dataset":
-                resumed = _prepare_stage(recipe, stage, p[stage])
-            elif os.path.exists(p[stage]):
-                shutil.rmtree(p[stage])
+            resumed = _prepare_stage(stage, p[stage], record)
             info = actions[stage]()
             if resumed:  # its seconds are this run's part of the stage only
                 info = {**info, "resumed": True}
             seconds = round(time.time() - t0, 1)
             timings[stage] = {"seconds": seconds, **info}
+            _write_record(p[stage], record)
             _mark_done(p[stage], info)
             with open(tpath, "w") as f:
                 json.dump(timings, f, indent=1)
