@@ -277,7 +277,7 @@ def _prepare_stage(stage: str, path: str, record: dict) -> bool:
     the latest one); any other folder is removed. Returns whether the folder was kept."""
     if stage in CHECKPOINTED_STAGES:
         checkpoints = os.path.join(path, CHECKPOINTED_STAGES[stage])
-        if not _done(path) and os.path.isdir(checkpoints) and os.listdir(checkpoints):
+        if os.path.isdir(checkpoints) and os.listdir(checkpoints):
             if _saved_key(path) == record["key"]:
                 print(f"[{stage}] resuming the interrupted run from its last checkpoint ({checkpoints})", flush=True)
                 for name in ("params", TRAINED_T5):  # outputs the run writes at its end (maybe half-written)
