@@ -130,7 +130,9 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     timings = run(every_step, resumed, stop_after="transformer", progress=False)
     out = capsys.readouterr().out
     assert "[transformer] resuming the interrupted run" in out and "restored step 1" in out
-    assert timings["transformer"]["resumed"]
+    t = timings["transformer"]
+    assert t["resumed"] and t["seconds_before_resume"] > 0.0   # the killed run's time to its step-1 checkpoint
+    assert t["seconds"] == pytest.approx(t["seconds_this_run"] + t["seconds_before_resume"], abs=0.11)
     uninterrupted, resumed_params = (restore_params(os.path.join(d, "transformer", "params")) for d in (work, resumed))
     chex.assert_trees_all_equal(resumed_params, uninterrupted)
     os.remove(os.path.join(stage_dir, ".done"))
@@ -262,3 +264,20 @@ def test_install_default_model_copies_a_checkpoint(tmp_path):
     (src / "sampling.json").write_text(json.dumps({"steps": 7}))
     target = install_default_model(str(src), str(tmp_path / "target"))
     assert sorted(os.listdir(target)) == ["cogvideox_jax.json", "sampling.json"]
+
+
+def test_a_resumed_stage_counts_the_time_before_its_interruption(tmp_path):
+    from cogvideox_jax.train.shapes_recipe import ATTEMPT, seconds_before_interruption
+
+    path = tmp_path / "transformer"
+    started = 1_000_000.0
+    for step, written in ((1500, started + 100.0), (3000, started + 250.0)):  # the newest counts
+        folder = path / "run" / "checkpoints" / str(step)
+        folder.mkdir(parents=True)
+        (folder / "params").write_text("x")
+        os.utime(folder / "params", (written, written))
+    assert seconds_before_interruption("transformer", str(path)) is None   # a folder from before attempt.json
+    (path / ATTEMPT).write_text(json.dumps({"started": started, "earlier_seconds": 40.0}))
+    assert seconds_before_interruption("transformer", str(path)) == 290.0  # 40 before + 250 to step 3000
+    shutil.rmtree(path / "run" / "checkpoints")
+    assert seconds_before_interruption("transformer", str(path)) is None   # nothing to resume from

@@ -5,7 +5,8 @@ written with the same settings and inputs, so an interrupted run resumes at the 
 a run with changed settings redoes only the stages they reach: ``--set transformer_train.seed=1`` on
 a finished workdir retrains the transformer and redoes the stages after it, not the dataset or the
 VAE (``STAGE_DEPENDENCIES``, each folder's ``settings.json``); the VAE and transformer stages resume
-from their last checkpoint, every 250 / 1500 steps; ``timings.json`` records each stage's wall time):
+from their last checkpoint, every 250 / 1500 steps; ``timings.json`` records each stage's wall time,
+for a resumed stage the interrupted runs' time up to that checkpoint plus the resumed run's):
 
 1. ``dataset/``      the synthetic shapes clips (``make-dataset shapes``), train + held-out split;
 2. ``tokenizer/``    a sentencepiece T5 tokenizer trained on the training captions;
@@ -61,6 +62,7 @@ STAGE_DEPENDENCIES = {
 # last checkpoint when its key is unchanged
 CHECKPOINTED_STAGES = {"vae": "checkpoints", "vae_decoder": "checkpoints", "transformer": "run/checkpoints",
                        "transformer_finetune": "run/checkpoints"}
+ATTEMPT = "attempt.json"             # a checkpointed stage's current run: when it started, and the seconds before it
 TRAINED_T5 = "text_encoder_params"   # transformer(_finetune)/ subfolder: the T5 trained with it (train_text_encoder)
 
 
@@ -296,6 +298,32 @@ def _prepare_stage(stage: str, path: str, record: dict) -> bool:
     return False
 
 
+def _latest_checkpoint_time(checkpoints: str) -> float | None:
+    """When the newest checkpoint in ``checkpoints`` (orbax step folders) was last written; None if none."""
+    steps = [d for d in os.listdir(checkpoints) if d.isdigit()] if os.path.isdir(checkpoints) else []
+    if not steps:
+        return None
+    newest = os.path.join(checkpoints, max(steps, key=int))
+    times = [os.path.getmtime(os.path.join(root, f)) for root, _, files in os.walk(newest) for f in files]
+    return max(times, default=os.path.getmtime(newest))
+
+
+def seconds_before_interruption(stage: str, path: str) -> float | None:
+    """The wall time an interrupted checkpointed stage had spent up to the checkpoint it resumes from:
+    the earlier runs' share (``attempt.json``) plus the interrupted run's, from its start to its newest
+    checkpoint (its work after that checkpoint is redone, so it is not counted). None when unknown
+    (a folder from before ``attempt.json``, or no checkpoint)."""
+    try:
+        with open(os.path.join(path, ATTEMPT)) as f:
+            attempt = json.load(f)
+    except (OSError, ValueError):
+        return None
+    written = _latest_checkpoint_time(os.path.join(path, CHECKPOINTED_STAGES[stage]))
+    if written is None:
+        return None
+    return round(attempt.get("earlier_seconds", 0.0) + max(0.0, written - attempt["started"]), 1)
+
+
 def latent_scaling_fields(latents: np.ndarray, normalization: str) -> dict:
     """The VAE config's scaling fields that map the training latents ``(N, t, h, w, C)`` to unit
     variance (``models/vae/latent_scaling.py``). ``"global"``: one ``scaling_factor`` = 1 / std (the
@@ -513,11 +541,17 @@ def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = Tr
             else:
                 print(f"[{stage}] ...", flush=True)
             t0 = time.time()
+            earlier = seconds_before_interruption(stage, p[stage]) if stage in CHECKPOINTED_STAGES else None
             resumed = _prepare_stage(stage, p[stage], record)
+            earlier = earlier if resumed else None
+            if stage in CHECKPOINTED_STAGES:  # so that a resumed run can count the time before it
+                with open(os.path.join(p[stage], ATTEMPT), "w") as f:
+                    json.dump({"started": t0, "earlier_seconds": earlier or 0.0}, f)
             info = actions[stage]()
-            if resumed:  # its seconds are this run's part of the stage only
-                info = {**info, "resumed": True}
-            seconds = round(time.time() - t0, 1)
+            this_run = round(time.time() - t0, 1)
+            if resumed:  # the stage's seconds: this run's and those before it up to its checkpoint
+                info = {**info, "resumed": True, "seconds_this_run": this_run, "seconds_before_resume": earlier}
+            seconds = round(this_run + (earlier or 0.0), 1)
             timings[stage] = {"seconds": seconds, **info}
             _write_record(p[stage], record)
             _mark_done(p[stage], info)
