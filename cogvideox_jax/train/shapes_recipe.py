@@ -541,9 +541,8 @@ def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = Tr
             else:
                 print(f"[{stage}] ...", flush=True)
             t0 = time.time()
-            earlier = seconds_before_interruption(stage, p[stage]) if stage in CHECKPOINTED_STAGES else None
-            resumed = _prepare_stage(stage, p[stage], record)
-            earlier = earlier if resumed else None
+            resumed = _prepare_stage(stage, p[stage], record)   # a resumed folder keeps its checkpoints
+            earlier = seconds_before_interruption(stage, p[stage]) if resumed else None
             if stage in CHECKPOINTED_STAGES:  # so that a resumed run can count the time before it
                 with open(os.path.join(p[stage], ATTEMPT), "w") as f:
                     json.dump({"started": t0, "earlier_seconds": earlier or 0.0}, f)
