@@ -2,6 +2,7 @@
 
     python benchmarks/latent_shape_contrast.py                     # the package's default model
     python benchmarks/latent_shape_contrast.py --checkpoint DIR    # a train-shapes checkpoint/ folder
+    python benchmarks/latent_shape_contrast.py --vae DIR           # a train-shapes vae/ or vae_decoder/ folder
 
 Renders one frame of each shape with the same color, center and radius (``--placements`` random
 centers, radii 8.5 and 14.5 px at 64x64), encodes it (posterior mean, times the checkpoint's scaling
@@ -38,14 +39,24 @@ def main(argv=None) -> None:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=None, help="cogvideox-jax checkpoint (default: the package's model)")
+    p.add_argument("--vae", default=None, help="a train-shapes vae/ folder (config.json + params) instead; "
+                   "the ratios do not depend on the scaling factor")
     p.add_argument("--placements", type=int, default=12, help="random centers per radius")
     p.add_argument("--color", default="red")
     p.add_argument("--background", default="gray")
     p.add_argument("--out", default=None, help="also write the tables as JSON here")
     args = p.parse_args(argv)
 
-    comp = load_components(args.checkpoint or default_checkpoint())
-    vae, params = comp.vae, comp.vae_params
+    if args.vae:
+        from cogvideox_jax.convert.params_checkpoint import restore_params
+        from cogvideox_jax.convert.vae import vae_config_from_folder
+        from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
+
+        vae = AutoencoderKLCogVideoX(vae_config_from_folder(args.vae))
+        params = restore_params(os.path.join(args.vae, "params"))
+    else:
+        comp = load_components(args.checkpoint or default_checkpoint())
+        vae, params = comp.vae, comp.vae_params
     scale = float(vae.config.scaling_factor)
     encode = jax.jit(lambda v: vae.apply({"params": params}, v, frame_batching="whole", method="encode").mean)
     rng = np.random.default_rng(0)

@@ -80,6 +80,10 @@ class VAETrainConfig:
     # > 0: 2x-pooled latents must also decode to the 2x-pooled clip (train/vae_objective.py); 0.5 kept
     # the PSNR but did not help the transformer draw shapes (BENCHMARKS.md, 2026-12-02)
     scale_equivariance_weight: float = 0.0
+    # > 0: the decoder is trained on latents noised by up to this std, in units of the latent's std
+    # (train/vae_objective.py), so the encoder must make outlines stand out of the noise; 0.5 did not
+    # help the transformer draw shapes (BENCHMARKS.md, 2026-12-04, nineteenth session)
+    latent_noise: float = 0.0
     object_crops: bool = True       # crops drawn around each clip's object (vae_trainer.random_crops)
     grad_clip: float = 1.0
     seed: int = 0

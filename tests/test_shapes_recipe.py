@@ -216,6 +216,10 @@ def test_stage_keys_follow_the_settings_each_stage_reads():
     assert changed("sampling.contrast_scale=2.0") == ["checkpoint", "eval"]
     assert changed("evaluation.seeds=2,3") == ["eval"]
     assert changed("dataset.seed=5") == list(STAGES)  # the T5's init seed is the dataset's + 17
+    # an option added after stage keys changes them only when used (older workdirs keep their stages)
+    assert "latent_noise" not in stage_record(get_config(), "vae", {"dataset": "x"})["settings"]["vae_train"]
+    assert changed("vae_train.latent_noise=0.5") == list(after_vae)
+    assert changed("vae_decoder_train.latent_noise=0.5") == [s for s in after_vae if s != "vae"]
 
 
 def test_an_interrupted_stage_resumes_only_under_its_key(tmp_path):

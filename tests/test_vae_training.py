@@ -6,6 +6,7 @@ import os
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -165,3 +166,28 @@ def test_scale_equivariance_term_decodes_the_pooled_latent_to_the_pooled_clip():
     assert err.shape == xp.shape
     np.testing.assert_allclose(float(m["l1_half"]), np.abs(err).mean(), rtol=1e-5)
     np.testing.assert_allclose(float(loss), float(base) + 0.7 * (np.abs(err).mean() + (err ** 2).mean()), rtol=1e-5)
+
+
+def test_latent_noise_decodes_a_noised_posterior_sample():
+    """With ``latent_noise`` the reconstruction terms are those of decode(z + σ·std(z)·ε), σ per clip
+    in [0, max]; at 0 the loss is the plain one (same key, same posterior sample)."""
+    from cogvideox_jax.train.vae_objective import noised_latent
+
+    vae = AutoencoderKLCogVideoX(TINY)
+    x = jax.random.uniform(jax.random.PRNGKey(0), (2, 5, 8, 8, 3), minval=-1, maxval=1)
+    params = vae.init(jax.random.PRNGKey(1), x, frame_batching="whole")["params"]
+    key = jax.random.PRNGKey(2)
+    loss, m = vae_loss(vae, params, x, key, VAELossWeights(kl=0.0, latent_noise=0.5))
+    k_sample, k_noise = jax.random.split(key)
+    z = vae.apply({"params": params}, x, frame_batching="whole", method="encode").sample(k_sample)
+    zn = noised_latent(z, k_noise, 0.5)
+    sigma = np.asarray((zn - z) / jnp.std(z)).std(axis=(1, 2, 3, 4))
+    assert np.all(sigma > 0) and np.all(sigma < 0.5 * 1.2) and not np.isclose(sigma[0], sigma[1], rtol=1e-2)
+    err = np.asarray(vae.apply({"params": params}, zn, frame_batching="whole", method="decode")) - np.asarray(x)
+    np.testing.assert_allclose(float(m["mse"]), (err ** 2).mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(loss), np.abs(err).mean() + (err ** 2).mean(), rtol=1e-5)
+    plain, _ = vae_loss(vae, params, x, key, VAELossWeights(kl=0.0))
+    assert not np.isclose(float(plain), float(loss))
+    err0 = np.asarray(vae.apply({"params": params}, vae.apply({"params": params}, x, frame_batching="whole",
+                      method="encode").sample(key), frame_batching="whole", method="decode")) - np.asarray(x)
+    np.testing.assert_allclose(float(plain), np.abs(err0).mean() + (err0 ** 2).mean(), rtol=1e-5)

@@ -39,6 +39,10 @@ import numpy as np
 STAGES = ("dataset", "tokenizer", "text_encoder", "vae", "vae_decoder", "latents", "transformer",
           "transformer_finetune", "checkpoint", "eval")
 DONE = ".done"
+# Recipe fields added after stage keys were introduced: they enter a stage's settings only when set
+# away from their default, so the stages of a workdir written before them keep their keys (and are
+# not redone by a rerun) unless the new option is used.
+ADDED_SINCE_KEYS = ("vae_train.latent_noise", "vae_decoder_train.latent_noise")
 SETTINGS = "settings.json"           # a stage's key, settings and input stages' keys (``stage_record``)
 # What each stage's output depends on: the recipe fields (dotted paths) and the stages it reads. A
 # stage's key hashes both, its inputs by their keys, so a changed field reruns that stage and every
@@ -234,11 +238,25 @@ def _field(recipe, dotted: str):
     return value
 
 
+def _field_default(recipe, dotted: str):
+    parent, name = dotted.rsplit(".", 1)
+    return type(_field(recipe, parent)).__dataclass_fields__[name].default
+
+
 def stage_settings(recipe, stage: str) -> dict:
-    """The recipe fields ``stage``'s output depends on (``STAGE_DEPENDENCIES``), as JSON values."""
+    """The recipe fields ``stage``'s output depends on (``STAGE_DEPENDENCIES``), as JSON values; an
+    ``ADDED_SINCE_KEYS`` field only when it is set away from its default."""
     fields = {name: _field(recipe, name) for name in STAGE_DEPENDENCIES[stage][0]}
-    as_json = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in fields.items()}
-    return json.loads(json.dumps(as_json, default=str))
+    as_json = json.loads(json.dumps({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+                                     for k, v in fields.items()}, default=str))
+    for dotted in ADDED_SINCE_KEYS:
+        top, *inner = dotted.split(".")
+        if top in as_json and _field(recipe, dotted) == _field_default(recipe, dotted):
+            parent = as_json[top]
+            for name in inner[:-1]:
+                parent = parent[name]
+            del parent[inner[-1]]
+    return as_json
 
 
 def stage_record(recipe, stage: str, keys: dict) -> dict:

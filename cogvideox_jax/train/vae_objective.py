@@ -5,6 +5,14 @@ sample of the posterior and ``mean_KL`` is the KL to N(0, I) averaged over laten
 passes run in ``whole`` frame-batching mode (one pass, GroupNorm over the clip), so the same
 weights decode in either mode afterwards.
 
+With ``latent_noise > 0`` the decoder reads a noised latent: ``z + σ·std(z)·ε``, σ drawn per clip from
+U[0, latent_noise] and ``std(z)`` the batch's latent std (no gradient), i.e. noise in the units the
+transformer sees (latents scaled to unit std). The encoder cannot escape it by scaling its latents up;
+to reconstruct through it, what the decoder needs (an object's outline, not only its presence and
+color) must stand out of that noise. The aim was to give an outline a larger share of the diffusion
+model's loss; on the shapes data (0.5) it raised the latent shape contrast 1.3-1.6x and did not help
+the transformer draw shapes (BENCHMARKS.md, nineteenth session).
+
 ``mean_w`` is a pixel-weighted mean: with ``foreground > 0`` the pixels that differ from their clip's
 background (the per-clip, per-channel median color) weigh ``1 + foreground``. Clips of small objects
 on flat backgrounds (the shapes dataset: objects cover ~5% of the pixels) are otherwise reconstructed
@@ -25,6 +33,15 @@ class VAELossWeights:
     kl: float = 1e-4
     foreground: float = 0.0
     scale_equivariance: float = 0.0
+    latent_noise: float = 0.0
+
+
+def noised_latent(z, key, max_sigma: float):
+    """``z + σ·sg(std(z))·ε`` with σ ~ U[0, max_sigma] per clip (the leading axis) and ε ~ N(0, I)."""
+    k_sigma, k_eps = jax.random.split(key)
+    sigma = jax.random.uniform(k_sigma, (z.shape[0],) + (1,) * (z.ndim - 1), z.dtype, 0.0, max_sigma)
+    scale = jax.lax.stop_gradient(jnp.std(z))
+    return z + sigma * scale * jax.random.normal(k_eps, z.shape, z.dtype)
 
 
 def pool2x(x):
@@ -61,8 +78,10 @@ def _reconstruction_terms(recon, video, foreground: float):
 def vae_loss(vae, params, video, key, weights: VAELossWeights = VAELossWeights()):
     """``(loss, metrics)`` for a video batch ``(B, T, H, W, 3)`` in [-1, 1]."""
     post = vae.apply({"params": params}, video, frame_batching="whole", method="encode")
+    key, k_noise = jax.random.split(key) if weights.latent_noise else (key, None)
     z = post.sample(key)
-    recon = vae.apply({"params": params}, z, frame_batching="whole", method="decode")
+    z_in = noised_latent(z, k_noise, weights.latent_noise) if weights.latent_noise else z
+    recon = vae.apply({"params": params}, z_in, frame_batching="whole", method="decode")
     l1, mse_w, mse = _reconstruction_terms(recon, video, weights.foreground)
     kl = jnp.mean(post.kl()) / (z[0].size)
     loss = weights.l1 * l1 + weights.mse * mse_w + weights.kl * kl

@@ -138,7 +138,7 @@ def train_vae(vae, cfg, train_clips: np.ndarray, *, mesh: str = "data=-1", log_p
                             optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=0.0))
     opt_state = optimizer.init(params)
     weights = VAELossWeights(cfg.l1_weight, cfg.mse_weight, cfg.kl_weight, cfg.foreground_weight,
-                             cfg.scale_equivariance_weight)
+                             cfg.scale_equivariance_weight, cfg.latent_noise)
 
     def jitted_step(train_encoder: bool):
         raw_step = make_vae_train_step(vae, optimizer, weights, train_encoder=train_encoder)
