@@ -192,7 +192,7 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
 
 def test_stage_keys_follow_the_settings_each_stage_reads():
     from configs.train_config import apply_overrides
-    from cogvideox_jax.train.shapes_recipe import STAGES, stage_record
+    from cogvideox_jax.train.shapes_stage_folders import STAGES, stage_record
 
     def keys(recipe):
         out = {}
@@ -223,7 +223,7 @@ def test_stage_keys_follow_the_settings_each_stage_reads():
 
 
 def test_an_interrupted_stage_resumes_only_under_its_key(tmp_path):
-    from cogvideox_jax.train.shapes_recipe import SETTINGS, _prepare_stage, stage_record
+    from cogvideox_jax.train.shapes_stage_folders import SETTINGS, prepare_stage, stage_record
 
     recipe = get_config()
     keys = {"latents": "0123456789abcdef"}
@@ -231,12 +231,12 @@ def test_an_interrupted_stage_resumes_only_under_its_key(tmp_path):
     path = tmp_path / "transformer"
     (path / "run" / "checkpoints" / "1500").mkdir(parents=True)
     (path / SETTINGS).write_text(json.dumps(record))
-    assert _prepare_stage("transformer", str(path), record)
+    assert prepare_stage("transformer", str(path), record)
     assert (path / "run" / "checkpoints" / "1500").is_dir()
     # the same settings on other latents (a redone latents stage): start over
     other = stage_record(recipe, "transformer", {"latents": "fedcba9876543210"})
     assert other["settings"] == record["settings"] and other["key"] != record["key"]
-    assert not _prepare_stage("transformer", str(path), other)
+    assert not prepare_stage("transformer", str(path), other)
     assert not (path / "run").exists() and json.loads((path / SETTINGS).read_text()) == other
 
 
@@ -271,7 +271,7 @@ def test_install_default_model_copies_a_checkpoint(tmp_path):
 
 
 def test_a_resumed_stage_counts_the_time_before_its_interruption(tmp_path):
-    from cogvideox_jax.train.shapes_recipe import ATTEMPT, seconds_before_interruption
+    from cogvideox_jax.train.shapes_stage_folders import ATTEMPT, seconds_before_interruption
 
     path = tmp_path / "transformer"
     started = 1_000_000.0

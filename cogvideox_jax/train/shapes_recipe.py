@@ -4,7 +4,7 @@ Stages (each writes one folder of ``--workdir`` and is skipped when that folder 
 written with the same settings and inputs, so an interrupted run resumes at the stage it was in, and
 a run with changed settings redoes only the stages they reach: ``--set transformer_train.seed=1`` on
 a finished workdir retrains the transformer and redoes the stages after it, not the dataset or the
-VAE (``STAGE_DEPENDENCIES``, each folder's ``settings.json``); the VAE and transformer stages resume
+VAE (``shapes_stage_folders.STAGE_DEPENDENCIES``, each folder's ``settings.json``); the VAE and transformer stages resume
 from their last checkpoint, every 250 / 1500 steps; ``timings.json`` records each stage's wall time,
 for a resumed stage the interrupted runs' time up to that checkpoint plus the resumed run's):
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -36,58 +35,12 @@ import time
 
 import numpy as np
 
-STAGES = ("dataset", "tokenizer", "text_encoder", "vae", "vae_decoder", "latents", "transformer",
-          "transformer_finetune", "checkpoint", "eval")
-DONE = ".done"
-# Recipe fields added after stage keys were introduced: they enter a stage's settings only when set
-# away from their default, so the stages of a workdir written before them keep their keys (and are
-# not redone by a rerun) unless the new option is used.
-ADDED_SINCE_KEYS = ("vae_train.latent_noise", "vae_decoder_train.latent_noise")
-SETTINGS = "settings.json"           # a stage's key, settings and input stages' keys (``stage_record``)
-# What each stage's output depends on: the recipe fields (dotted paths) and the stages it reads. A
-# stage's key hashes both, its inputs by their keys, so a changed field reruns that stage and every
-# stage after it that reads it, and nothing else.
-STAGE_DEPENDENCIES = {
-    "dataset": (("dataset",), ()),
-    "tokenizer": (("tokenizer", "t5.vocab_size"), ("dataset",)),
-    "text_encoder": (("t5", "dataset.seed"), ()),
-    "vae": (("vae_train", "vae"), ("dataset",)),
-    "vae_decoder": (("vae_decoder_train", "vae"), ("dataset", "vae")),
-    "latents": (("vae", "t5", "transformer.max_text_seq_length", "latent_normalization"),
-                ("dataset", "vae_decoder", "tokenizer", "text_encoder")),
-    "transformer": (("transformer_train", "transformer", "train_text_encoder", "latent_normalization"), ("latents",)),
-    "transformer_finetune": (("transformer_finetune", "transformer", "train_text_encoder", "latent_normalization"),
-                             ("transformer", "latents")),
-    "checkpoint": (("sampling", "transformer", "vae", "t5", "transformer_train.snr_shift_scale"),
-                   ("transformer_finetune", "vae_decoder", "text_encoder", "tokenizer", "latents")),
-    "eval": (("evaluation", "sampling", "vae"), ("checkpoint", "dataset", "vae_decoder")),
-}
-# the training stages that write orbax checkpoints, and where: an interrupted one resumes from its
-# last checkpoint when its key is unchanged
-CHECKPOINTED_STAGES = {"vae": "checkpoints", "vae_decoder": "checkpoints", "transformer": "run/checkpoints",
-                       "transformer_finetune": "run/checkpoints"}
-ATTEMPT = "attempt.json"             # a checkpointed stage's current run: when it started, and the seconds before it
-TRAINED_T5 = "text_encoder_params"   # transformer(_finetune)/ subfolder: the T5 trained with it (train_text_encoder)
+from cogvideox_jax.train.shapes_stage_folders import (ATTEMPT, CHECKPOINTED_STAGES, STAGES, TRAINED_T5, mark_done,
+                                                    prepare_stage, seconds_before_interruption, stage_record,
+                                                    up_to_date, write_record)
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def _done(path: str) -> bool:
-    return os.path.exists(os.path.join(path, DONE))
-
-
-def _mark_done(path: str, info: dict | None = None) -> None:
-    with open(os.path.join(path, DONE), "w") as f:
-        json.dump(info or {}, f)
-
-
-def _fresh(path: str) -> str:
-    """Remove a partial stage folder and recreate it."""
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    os.makedirs(path)
-    return path
-
-
 def _captions(split_root: str) -> list[str]:
     with open(os.path.join(split_root, "prompts.txt"), encoding="utf-8") as f:
         return [line.rstrip("\n") for line in f if line.strip()]
@@ -229,117 +182,6 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     with open(os.path.join(out, "scaling.json"), "w") as f:
         json.dump(scaling, f)
     return {**scaling, "latents": list(means.shape)}
-
-
-def _field(recipe, dotted: str):
-    value = recipe
-    for name in dotted.split("."):
-        value = getattr(value, name)
-    return value
-
-
-def _field_default(recipe, dotted: str):
-    parent, name = dotted.rsplit(".", 1)
-    return type(_field(recipe, parent)).__dataclass_fields__[name].default
-
-
-def stage_settings(recipe, stage: str) -> dict:
-    """The recipe fields ``stage``'s output depends on (``STAGE_DEPENDENCIES``), as JSON values; an
-    ``ADDED_SINCE_KEYS`` field only when it is set away from its default."""
-    fields = {name: _field(recipe, name) for name in STAGE_DEPENDENCIES[stage][0]}
-    as_json = json.loads(json.dumps({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
-                                     for k, v in fields.items()}, default=str))
-    for dotted in ADDED_SINCE_KEYS:
-        top, *inner = dotted.split(".")
-        if top in as_json and _field(recipe, dotted) == _field_default(recipe, dotted):
-            parent = as_json[top]
-            for name in inner[:-1]:
-                parent = parent[name]
-            del parent[inner[-1]]
-    return as_json
-
-
-def stage_record(recipe, stage: str, keys: dict) -> dict:
-    """``stage``'s settings, its input stages' keys (``keys``: those of the stages before it) and its own
-    key, a hash of the two."""
-    record = {"settings": stage_settings(recipe, stage),
-              "inputs": {name: keys[name] for name in STAGE_DEPENDENCIES[stage][1]}}
-    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
-    return {"key": digest, **record}
-
-
-def _saved_key(path: str) -> str | None:
-    """The key a stage folder was written with; None for a folder from before stage keys (or none)."""
-    try:
-        with open(os.path.join(path, SETTINGS)) as f:
-            return json.load(f).get("key")
-    except (OSError, ValueError):
-        return None
-
-
-def _write_record(path: str, record: dict) -> None:
-    with open(os.path.join(path, SETTINGS), "w") as f:
-        json.dump(record, f, indent=1, sort_keys=True)
-
-
-def _up_to_date(path: str, record: dict) -> bool | None:
-    """A complete stage folder: True when written with ``record``'s key, or by a recipe from before
-    stage keys (which is trusted); False when its settings or inputs changed since. None: not complete."""
-    if not _done(path):
-        return None
-    saved = _saved_key(path)
-    return saved is None or saved == record["key"]
-
-
-def _prepare_stage(stage: str, path: str, record: dict) -> bool:
-    """Make ``path`` ready for ``stage``. A checkpointed stage's partial folder is kept when it holds a
-    checkpoint written under the same key, the same settings and inputs (its training then restores
-    the latest one); any other folder is removed. Returns whether the folder was kept."""
-    if stage in CHECKPOINTED_STAGES:
-        checkpoints = os.path.join(path, CHECKPOINTED_STAGES[stage])
-        if os.path.isdir(checkpoints) and os.listdir(checkpoints):
-            if _saved_key(path) == record["key"]:
-                print(f"[{stage}] resuming the interrupted run from its last checkpoint ({checkpoints})", flush=True)
-                for name in ("params", TRAINED_T5):  # outputs the run writes at its end (maybe half-written)
-                    if os.path.exists(os.path.join(path, name)):
-                        shutil.rmtree(os.path.join(path, name))
-                return True
-            print(f"[{stage}] its settings or inputs changed since the interrupted run: starting it over",
-                  flush=True)
-    if stage == "dataset":  # make_dataset writes the folder itself
-        if os.path.exists(path):
-            shutil.rmtree(path)
-        return False
-    _fresh(path)
-    if stage in CHECKPOINTED_STAGES:  # written before training, so that an interrupted run can be resumed
-        _write_record(path, record)
-    return False
-
-
-def _latest_checkpoint_time(checkpoints: str) -> float | None:
-    """When the newest checkpoint in ``checkpoints`` (orbax step folders) was last written; None if none."""
-    steps = [d for d in os.listdir(checkpoints) if d.isdigit()] if os.path.isdir(checkpoints) else []
-    if not steps:
-        return None
-    newest = os.path.join(checkpoints, max(steps, key=int))
-    times = [os.path.getmtime(os.path.join(root, f)) for root, _, files in os.walk(newest) for f in files]
-    return max(times, default=os.path.getmtime(newest))
-
-
-def seconds_before_interruption(stage: str, path: str) -> float | None:
-    """The wall time an interrupted checkpointed stage had spent up to the checkpoint it resumes from:
-    the earlier runs' share (``attempt.json``) plus the interrupted run's, from its start to its newest
-    checkpoint (its work after that checkpoint is redone, so it is not counted). None when unknown
-    (a folder from before ``attempt.json``, or no checkpoint)."""
-    try:
-        with open(os.path.join(path, ATTEMPT)) as f:
-            attempt = json.load(f)
-    except (OSError, ValueError):
-        return None
-    written = _latest_checkpoint_time(os.path.join(path, CHECKPOINTED_STAGES[stage]))
-    if written is None:
-        return None
-    return round(attempt.get("earlier_seconds", 0.0) + max(0.0, written - attempt["started"]), 1)
 
 
 def latent_scaling_fields(latents: np.ndarray, normalization: str) -> dict:
@@ -550,16 +392,16 @@ def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = Tr
     for stage in STAGES:
         record = stage_record(recipe, stage, keys)
         keys[stage] = record["key"]
-        up_to_date = _up_to_date(p[stage], record)
-        if up_to_date:
+        current = up_to_date(p[stage], record)
+        if current:
             print(f"[{stage}] done already ({timings.get(stage, {}).get('seconds', '?')} s)", flush=True)
         else:
-            if up_to_date is False:
+            if current is False:
                 print(f"[{stage}] its settings or an input stage changed since it ran: redoing it", flush=True)
             else:
                 print(f"[{stage}] ...", flush=True)
             t0 = time.time()
-            resumed = _prepare_stage(stage, p[stage], record)   # a resumed folder keeps its checkpoints
+            resumed = prepare_stage(stage, p[stage], record)   # a resumed folder keeps its checkpoints
             earlier = seconds_before_interruption(stage, p[stage]) if resumed else None
             if stage in CHECKPOINTED_STAGES:  # so that a resumed run can count the time before it
                 with open(os.path.join(p[stage], ATTEMPT), "w") as f:
@@ -570,8 +412,8 @@ def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = Tr
                 info = {**info, "resumed": True, "seconds_this_run": this_run, "seconds_before_resume": earlier}
             seconds = round(this_run + (earlier or 0.0), 1)
             timings[stage] = {"seconds": seconds, **info}
-            _write_record(p[stage], record)
-            _mark_done(p[stage], info)
+            write_record(p[stage], record)
+            mark_done(p[stage], info)
             with open(tpath, "w") as f:
                 json.dump(timings, f, indent=1)
             print(f"[{stage}] {seconds} s {info}", flush=True)
