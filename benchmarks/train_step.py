@@ -4,14 +4,17 @@ same model config and weights, same run, on this CPU.
     python benchmarks/train_step.py                         # default small config
     python benchmarks/train_step.py --layers 2 --heads 4 --head-dim 32 --latent-size 16 --steps 10
     python benchmarks/train_step.py --scan-layers 0           # JAX blocks unrolled instead of nn.scan
+    python benchmarks/train_step.py --matmul-dtype bfloat16   # mixed precision on both sides (below)
 
 PyTorch: diffusers ``CogVideoXTransformer3DModel`` (random init) + ``torch.optim.AdamW``; the same
 weights are saved with ``save_pretrained`` and loaded into JAX through ``load_diffusers`` (the real
 JAX transformer). JAX runs ``train_step.make_train_step`` on a 1-device mesh. Reported: median step
 time over ``--steps`` steps after warm-up, tokens/s (text + video tokens × batch / step time), and
 the ratio JAX/PyTorch (target ≤ 0.8). ``--jax-standin`` benchmarks the JAX stand-in model instead
-(NOT like-for-like; only for when the transformer is unavailable). Timings are noisy on a shared
-machine.
+(NOT like-for-like; only for when the transformer is unavailable). ``--matmul-dtype bfloat16``: the
+JAX blocks' matmuls take bf16 operands with fp32 accumulation (``TransformerConfig.matmul_dtype``),
+and PyTorch's forward runs under CPU autocast to bf16 (its mixed-precision counterpart: matmuls in
+bf16, reductions and the optimizer in fp32). Timings are noisy on a shared machine.
 """
 from __future__ import annotations
 
@@ -62,7 +65,8 @@ def run_torch(a, model, folder):
     if a.rope:
         from diffusers.models.embeddings import get_3d_rotary_pos_embed
         grid = a.latent_size // 2
-        rope = get_3d_rotary_pos_embed(a.head_dim, (grid, grid), grid_size=(grid, grid), temporal_size=a.latent_frames)
+        rope = get_3d_rotary_pos_embed(a.head_dim, ((0, 0), (grid, grid)), grid_size=(grid, grid),
+                                       temporal_size=a.latent_frames)
     times = []
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
@@ -71,9 +75,10 @@ def run_torch(a, model, folder):
         al = ac[t].view(-1, 1, 1, 1, 1)
         xt = al.sqrt() * x0 + (1 - al).sqrt() * eps
         v = al.sqrt() * eps - (1 - al).sqrt() * x0
-        out = model(hidden_states=xt, encoder_hidden_states=text, timestep=t, image_rotary_emb=rope,
-                    return_dict=False)[0]
-        loss = torch.mean((out - v) ** 2)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.matmul_dtype == "bfloat16"):
+            out = model(hidden_states=xt, encoder_hidden_states=text, timestep=t, image_rotary_emb=rope,
+                        return_dict=False)[0]
+        loss = torch.mean((out.float() - v) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -105,7 +110,8 @@ def run_jax(a, folder):
                              (1, a.latent_frames, a.latent_size, a.latent_size, a.channels), (1, a.text_len, a.text_dim))
     else:
         from cogvideox_jax.convert import load_diffusers
-        module, params = load_diffusers(folder, scan_layers=a.scan_layers)
+        module, params = load_diffusers(folder, scan_layers=a.scan_layers,
+                                        config_overrides={"matmul_dtype": a.matmul_dtype})
     mesh = make_mesh("fsdp=1", devices=jax.devices()[:1])
     opt, sched = make_optimizer(OptimizerConfig(lr=1e-4, warmup_steps=0, grad_clip=1.0), [StageConfig(steps=10**6)])
     state = create_train_state(params, opt, jax.random.key_data(jax.random.PRNGKey(0)))
@@ -149,6 +155,8 @@ def main(argv=None) -> int:
     p.add_argument("--jax-standin", action="store_true")
     p.add_argument("--scan-layers", type=int, choices=(0, 1), default=None,
                    help="JAX: nn.scan over the blocks (1) or unrolled (0); default: the config's")
+    p.add_argument("--matmul-dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="bfloat16: JAX matmul_dtype=bfloat16 and PyTorch CPU autocast to bf16")
     a = p.parse_args(argv)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import torch

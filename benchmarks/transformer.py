@@ -3,6 +3,7 @@
     python benchmarks/transformer.py                        # 5b width, 2 layers, 4x30x44 latents, table
     python benchmarks/transformer.py --layers 2 --repeats 3 --torch-threads 2 --sides jax,torch,matmul
     python benchmarks/transformer.py --interleave       # one process, calls alternated (shared machine)
+    python benchmarks/transformer.py --matmul-dtype bfloat16   # mixed precision on both sides (below)
 
 Config: the ``cogvideox-5b`` preset (48 heads x 64 = 3072 wide, RoPE) with ``num_layers`` layers,
 latents ``(1, t, h, w, 16)`` + 226 text tokens, fp32, batch 1. Each side runs in its own subprocess
@@ -19,6 +20,10 @@ FLOPs are counted from the config (2 per multiply-add): every linear layer (patc
 projection, AdaLN modulation, QKV, out, feed-forward, final AdaLN, proj_out) plus attention's
 QK^T and PV. Reported times are the median of ``--repeats`` steady-state calls. Timings on a
 shared machine are noisy: the load average is printed alongside.
+
+``--matmul-dtype bfloat16`` (not the fp32 comparison): JAX with ``TransformerConfig.matmul_dtype``
+bf16 (the blocks' projections and feed-forward with bf16 operands, fp32 accumulation), diffusers under
+``torch.autocast("cpu", torch.bfloat16)``, and the matmul probe with bf16 operands and an fp32 result.
 """
 from __future__ import annotations
 
@@ -36,6 +41,40 @@ def _config(args):
     from configs.transformer import get_preset
 
     return get_preset("cogvideox-5b").replace(num_layers=args.layers)
+
+
+def _jax_config(args):
+    cfg = _config(args).replace(attention_backend=args.attention_backend, matmul_dtype=args.matmul_dtype)
+    if args.scan_layers is not None:
+        cfg = cfg.replace(scan_layers=bool(args.scan_layers))
+    return cfg
+
+
+def _torch_precision(args):
+    """The context diffusers' forward runs in: inference, autocast to bf16 with ``--matmul-dtype bfloat16``."""
+    import contextlib
+
+    import torch
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.no_grad())
+    if args.matmul_dtype == "bfloat16":
+        stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+    return stack
+
+
+def _matmul_probe(args):
+    """-> (jitted matmul of the probe's shape in the benchmark's precision, its two operands)."""
+    import jax
+    import jax.numpy as jnp
+
+    m, k, n = _matmul_shape(args)
+    dt = jnp.dtype(args.matmul_dtype)
+    a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32).astype(dt)
+    b = jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32).astype(dt)
+    mm = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
+    mm(a, b).block_until_ready()
+    return mm, a, b
 
 
 def forward_flops(cfg, t: int, h: int, w: int, batch: int = 1) -> float:
@@ -96,9 +135,7 @@ def run_jax(args):
 
     from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D, dummy_inputs
 
-    cfg = _config(args).replace(attention_backend=args.attention_backend)
-    if args.scan_layers is not None:
-        cfg = cfg.replace(scan_layers=bool(args.scan_layers))
+    cfg = _jax_config(args)
     model = CogVideoXTransformer3D(cfg)
     lat0, text0, ts0 = dummy_inputs(cfg)  # init on a 1x2x2 latent: the params do not depend on it
     params = jax.jit(model.init)(jax.random.PRNGKey(0), lat0[:, :, :2, :2], text0, ts0)["params"]
@@ -129,7 +166,7 @@ def run_torch(args):
     rope = reference_rope(model, args.t, args.h, args.w)
 
     def call():
-        with torch.no_grad():
+        with _torch_precision(args):
             model(hidden_states=x, encoder_hidden_states=enc, timestep=tt, image_rotary_emb=rope, return_dict=False)
 
     call()  # warm-up
@@ -138,14 +175,8 @@ def run_torch(args):
 
 
 def run_matmul(args):
-    import jax
-    import jax.numpy as jnp
-
     m, k, n = _matmul_shape(args)
-    a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32)
-    mm = jax.jit(jnp.matmul)
-    mm(a, b).block_until_ready()
+    mm, a, b = _matmul_probe(args)
     med, times = _median_time(lambda: mm(a, b).block_until_ready(), args.repeats + 2)
     return dict(time=med, times=times, gflops=2.0 * m * k * n / med / 1e9)
 
@@ -162,7 +193,7 @@ def run_interleaved(args):
     from tests.transformer_oracle import reference_rope
 
     torch.set_num_threads(args.torch_threads)
-    cfg = _config(args).replace(attention_backend=args.attention_backend)
+    cfg = _jax_config(args)
     model = CogVideoXTransformer3D(cfg)
     lat0, text0, ts0 = dummy_inputs(cfg)
     params = jax.jit(model.init)(jax.random.PRNGKey(0), lat0[:, :, :2, :2], text0, ts0)["params"]
@@ -181,14 +212,11 @@ def run_interleaved(args):
     rope = reference_rope(tmodel, args.t, args.h, args.w)
 
     def tcall():
-        with torch.no_grad():
+        with _torch_precision(args):
             tmodel(hidden_states=x, encoder_hidden_states=enc, timestep=tt, image_rotary_emb=rope, return_dict=False)
 
     m, k, n = _matmul_shape(args)
-    a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32)
-    mm = jax.jit(jnp.matmul)
-    mm(a, b).block_until_ready()
+    mm, a, b = _matmul_probe(args)
     tcall()
     calls = dict(jax=lambda: fwd(params, jl, jt, jts).block_until_ready(), torch=tcall,
                  matmul=lambda: mm(a, b).block_until_ready())
@@ -228,6 +256,8 @@ def main():
     p.add_argument("--attention-backend", default="auto")
     p.add_argument("--scan-layers", type=int, choices=(0, 1), default=None,
                    help="JAX: nn.scan over the blocks (1) or unrolled (0); default: the preset's (scan)")
+    p.add_argument("--matmul-dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="bfloat16: JAX matmul_dtype=bfloat16, diffusers under CPU autocast to bf16, bf16 probe")
     p.add_argument("--sides", default="matmul,jax,torch")
     p.add_argument("--interleave", action="store_true",
                    help="one process, jax / torch / matmul calls alternated (fairer under varying load)")
@@ -249,7 +279,8 @@ def main():
     n_tokens = _n_tokens(cfg, args)
     print(f"\nCogVideoX transformer forward: width {cfg.inner_dim} ({cfg.num_attention_heads}x"
           f"{cfg.attention_head_dim}), {cfg.num_layers} layers, latents {args.t}x{args.h}x{args.w}x{cfg.in_channels} "
-          f"+ {cfg.max_text_seq_length} text tokens = {n_tokens} tokens, fp32, batch 1, RoPE; "
+          f"+ {cfg.max_text_seq_length} text tokens = {n_tokens} tokens, "
+          f"{'fp32' if args.matmul_dtype == 'float32' else 'bf16 matmuls (fp32 accumulation)'}, batch 1, RoPE; "
           f"{flops / 1e9:.1f} GFLOP/forward; load avg {load0:.1f} -> {load1:.1f} (2 cores)\n")
     rate = res.get("matmul", {}).get("gflops")
     print("| side | time (s, median) | all runs (s) | compile (s) | GFLOP/s | % of XLA matmul rate | vs diffusers |")
@@ -266,7 +297,8 @@ def main():
               f"{(100 * g / rate) if rate else float('nan'):.0f}% | {(r['time'] / ref) if ref else float('nan'):.2f}x |")
     if rate:
         shape = "x".join(map(str, _matmul_shape(args)))
-        print(f"\nXLA fp32 matmul {shape} (M x K x N, jit): {res['matmul']['time'] * 1e3:.1f} ms -> {rate:.1f} GFLOP/s")
+        kind = "fp32" if args.matmul_dtype == "float32" else "bf16 x bf16 -> fp32"
+        print(f"\nXLA {kind} matmul {shape} (M x K x N, jit): {res['matmul']['time'] * 1e3:.1f} ms -> {rate:.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Config of the CogVideoX expert transformer (diffusers ``CogVideoXTransformer3DModel``) plus the
-JAX-side execution options (layer scan, remat policy, attention backend, sequence parallelism)."""
+JAX-side execution options (layer scan, remat policy, attention backend, matmul precision, sequence
+parallelism)."""
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Mapping, Optional
 
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable", "nothing_saveable")
+MATMUL_DTYPES = ("float32", "bfloat16")  # TransformerConfig.matmul_dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,11 +44,16 @@ class TransformerConfig:
     scan_layers: bool = True           # nn.scan over the blocks: one compile for any depth
     remat_policy: str = "none"         # activation checkpointing of each block
     attention_backend: str = "auto"    # see cogvideox_jax/models/attention.py
+    # "bfloat16": the blocks' projections and feed-forward take bf16 operands with fp32 accumulation,
+    # forward and backward (cogvideox_jax/models/mixed_precision_dot.py); "float32": exact fp32
+    matmul_dtype: str = "float32"
     sequence_parallel: Optional[str] = None  # None | "ulysses" | "ring" (needs a mesh with a 'sequence' axis)
 
     def __post_init__(self):
         if self.use_learned_positional_embeddings and not self.use_rotary_positional_embeddings:
             raise ValueError("learned positional embeddings without RoPE: no CogVideoX checkpoint uses this")
+        if self.matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(f"matmul_dtype {self.matmul_dtype!r}: choose from {MATMUL_DTYPES}")
         if self.remat_policy not in REMAT_POLICIES:
             raise ValueError(f"remat_policy {self.remat_policy!r}: choose from {REMAT_POLICIES}")
         if self.sequence_parallel not in (None, "ulysses", "ring"):
@@ -75,7 +82,7 @@ class TransformerConfig:
 
     def to_diffusers_config(self) -> dict:
         d = dataclasses.asdict(self)
-        for k in ("scan_layers", "remat_policy", "attention_backend", "sequence_parallel"):
+        for k in ("scan_layers", "remat_policy", "attention_backend", "matmul_dtype", "sequence_parallel"):
             d.pop(k)
         d["_class_name"] = "CogVideoXTransformer3DModel"
         return d

@@ -220,6 +220,8 @@ def test_stage_keys_follow_the_settings_each_stage_reads():
     assert "latent_noise" not in stage_record(get_config(), "vae", {"dataset": "x"})["settings"]["vae_train"]
     assert changed("vae_train.latent_noise=0.5") == list(after_vae)
     assert changed("vae_decoder_train.latent_noise=0.5") == [s for s in after_vae if s != "vae"]
+    assert "matmul_dtype" not in stage_record(get_config(), "transformer", {"latents": "x"})["settings"]["transformer"]
+    assert changed("transformer.matmul_dtype=bfloat16") == ["transformer", "transformer_finetune", "checkpoint", "eval"]
 
 
 def test_an_interrupted_stage_resumes_only_under_its_key(tmp_path):
@@ -265,9 +267,14 @@ def test_install_default_model_copies_a_checkpoint(tmp_path):
         install_default_model(str(src), str(tmp_path / "target"))
     (src / "cogvideox_jax.json").write_text(json.dumps({"version": 1}))
     (src / ".done").write_text("{}")
+    (src / "settings.json").write_text("{}")  # the stage folder's key: not part of the model
     (src / "sampling.json").write_text(json.dumps({"steps": 7}))
+    (src / "tokenizer").mkdir()
+    (src / "tokenizer" / "settings.json").write_text("{}")
+    (src / "tokenizer" / "spiece.model").write_text("x")
     target = install_default_model(str(src), str(tmp_path / "target"))
-    assert sorted(os.listdir(target)) == ["cogvideox_jax.json", "sampling.json"]
+    assert sorted(os.listdir(target)) == ["cogvideox_jax.json", "sampling.json", "tokenizer"]
+    assert os.listdir(os.path.join(target, "tokenizer")) == ["spiece.model"]
 
 
 def test_a_resumed_stage_counts_the_time_before_its_interruption(tmp_path):

@@ -13,7 +13,7 @@ import os
 import shutil
 
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "default_model", "shapes")
-SKIP = (".done",)
+SKIP = (".done", "settings.json", "attempt.json")  # train-shapes stage bookkeeping, not the model
 
 
 def default_checkpoint() -> str:

@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cogvideox_jax.models.attention import dot_product_attention
+from cogvideox_jax.models.mixed_precision_dot import dense_dot_general
 from cogvideox_jax.models.transformer.expert_adaln import layer_norm
 from cogvideox_jax.models.transformer.rope_3d import apply_rope
 from cogvideox_jax.parallel.logical_axes import constrain, logical_init
@@ -21,10 +22,11 @@ class JointAttention(nn.Module):
     mesh: Any = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    matmul_dtype: str = "float32"  # of the q/k/v/out projections: see models/mixed_precision_dot.py
 
     def _dense(self, features, name, names):
         return nn.Dense(features, use_bias=self.use_bias if name != "to_out" else True, dtype=self.dtype,
-                        param_dtype=self.param_dtype, name=name,
+                        param_dtype=self.param_dtype, name=name, dot_general=dense_dot_general(self.matmul_dtype),
                         kernel_init=logical_init(nn.initializers.lecun_normal(), names),
                         bias_init=logical_init(nn.initializers.zeros, names[1:]))
 

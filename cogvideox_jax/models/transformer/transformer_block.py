@@ -30,12 +30,13 @@ class TransformerBlock(nn.Module):
         n_video, n_text, gate, t_gate = ExpertAdaLayerNormZero(d, cfg.norm_eps, name="norm1", **kw)(video, text, temb)
         attn_v, attn_t = JointAttention(cfg.num_attention_heads, cfg.attention_head_dim, cfg.attention_bias,
                                         cfg.attention_backend, cfg.sequence_parallel, self.mesh, name="attn1",
-                                        **kw)(n_video, n_text, rope)
+                                        matmul_dtype=cfg.matmul_dtype, **kw)(n_video, n_text, rope)
         video = video + gate * attn_v
         text = text + t_gate * attn_t
         n_video, n_text, gate, t_gate = ExpertAdaLayerNormZero(d, cfg.norm_eps, name="norm2", **kw)(video, text, temb)
         n_text_len = text.shape[1]
-        ff = FeedForward(d, name="ff", **kw)(jnp.concatenate([n_text, n_video], axis=1))
+        ff = FeedForward(d, name="ff", matmul_dtype=cfg.matmul_dtype, **kw)(
+            jnp.concatenate([n_text, n_video], axis=1))
         video = constrain(video + gate * ff[:, n_text_len:], _ACT)
         text = constrain(text + t_gate * ff[:, :n_text_len], _ACT)
         return (video, text), None
