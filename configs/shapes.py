@@ -30,9 +30,10 @@ SHAPES_VAE = VAEConfig(block_out_channels=(16, 32, 64, 64), layers_per_block=1, 
 SHAPES_T5 = T5Config(vocab_size=256, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
                      relative_attention_num_buckets=8, relative_attention_max_distance=32)
 
-# A 1.0-5B-style expert transformer (3D RoPE, expert adaLN), 4 layers x 320 wide (5 heads x 64):
-# preset "shapes". 4 x 192 until 2026-12-01 (shape accuracy 30 % vs 41 %), then 6 x 256 (45 %), now
-# wider and shallower at ~8 % less time per step (51 %; BENCHMARKS.md).
+# A 1.0-5B-style expert transformer (3D RoPE, expert adaLN), 4 layers x 384 wide (6 heads x 64):
+# preset "shapes". 4 x 192 until 2026-12-01 (shape accuracy 30 % vs 41 %), then 6 x 256 (45 %), then
+# 4 x 320 (51 %, 58 % with contrast guidance), now 4 x 384 for 15000 steps with bf16-operand matmuls,
+# in the 4 x 320 fp32 run's time on an AMX host (67 % with contrast guidance; BENCHMARKS.md).
 SHAPES_TRANSFORMER = get_preset("shapes")
 
 
@@ -116,7 +117,7 @@ def transformer_train_config() -> TrainConfig:
         ema_decay=0.999,
         optimizer=OptimizerConfig(lr=1e-3, warmup_steps=100, schedule="cosine", final_lr_ratio=0.05,
                                   weight_decay=1e-4, grad_clip=1.0),
-        stages=(StageConfig(name="shapes", steps=12000, num_frames=NUM_FRAMES, height=SIZE, width=SIZE),),
+        stages=(StageConfig(name="shapes", steps=15000, num_frames=NUM_FRAMES, height=SIZE, width=SIZE),),
         checkpoint=CheckpointConfig(directory="checkpoints", every_steps=1500, keep_last=1, keep_best=0),
         data=DataConfig(kind="precomputed"),
         log_every=50,

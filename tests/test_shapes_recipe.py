@@ -220,8 +220,12 @@ def test_stage_keys_follow_the_settings_each_stage_reads():
     assert "latent_noise" not in stage_record(get_config(), "vae", {"dataset": "x"})["settings"]["vae_train"]
     assert changed("vae_train.latent_noise=0.5") == list(after_vae)
     assert changed("vae_decoder_train.latent_noise=0.5") == [s for s in after_vae if s != "vae"]
-    assert "matmul_dtype" not in stage_record(get_config(), "transformer", {"latents": "x"})["settings"]["transformer"]
-    assert changed("transformer.matmul_dtype=bfloat16") == ["transformer", "transformer_finetune", "checkpoint", "eval"]
+    # the preset trains with bf16 matmuls; at the option's fp32 default it leaves the key as it was
+    assert changed("transformer.matmul_dtype=float32") == ["transformer", "transformer_finetune", "checkpoint", "eval"]
+    fp32 = apply_overrides(get_config(), ["transformer.matmul_dtype=float32"])
+    assert "matmul_dtype" not in stage_record(fp32, "transformer", {"latents": "x"})["settings"]["transformer"]
+    settings = stage_record(get_config(), "transformer", {"latents": "x"})["settings"]["transformer"]
+    assert settings["matmul_dtype"] == "bfloat16"
 
 
 def test_an_interrupted_stage_resumes_only_under_its_key(tmp_path):
