@@ -11,9 +11,10 @@ Why: XLA:CPU compiles a bf16 x bf16 -> fp32 dot to a YNNPACK kernel that uses th
 units where the CPU has them (~3x the fp32 rate on the shapes transformer's matmuls: BENCHMARKS.md),
 while a bf16 -> bf16 dot is computed as convert -> fp32 dot -> convert and gains nothing; on GPU and
 TPU the same dot runs on the tensor cores / MXU. This is the usual mixed-precision recipe: rounding
-errors of ~2^-9 relative per operand, no loss of range. On a CPU without bf16 units it is slower
-than fp32; it is an option (``TransformerConfig.matmul_dtype``), off by default, and the parity
-tests and converted checkpoints use fp32.
+errors of ~2^-9 relative per operand, no loss of range. On a CPU without bf16 units it has not been
+measured (it may well be slower than fp32). It is an option (``TransformerConfig.matmul_dtype``),
+off by default (the ``shapes`` preset turns it on), and the parity tests and converted checkpoints
+use fp32.
 """
 from __future__ import annotations
 
