@@ -28,7 +28,6 @@ from jax import lax
 from configs.transformer import MATMUL_DTYPES
 
 
-
 def _is_dense_dims(lhs, rhs, dims) -> bool:
     """``dims`` contract the last axis of ``lhs`` with the first of a 2-D ``rhs``, no batch axes
     (what ``nn.Dense`` passes)."""
@@ -43,13 +42,13 @@ def _low_precision_dense_dot(operand_dtype, x_dtype, w_dtype) -> Callable:
     def matmul(a, b, dims):
         return lax.dot_general(a, b, (dims, ((), ())), preferred_element_type=jnp.float32)
 
-    @jax.custom_vjp
-    def dot(x, w):
-        return matmul(x.astype(operand_dtype), w.astype(operand_dtype), ((x.ndim - 1,), (0,)))
-
     def fwd(x, w):
         xl, wl = x.astype(operand_dtype), w.astype(operand_dtype)
         return matmul(xl, wl, ((x.ndim - 1,), (0,))), (xl, wl)
+
+    @jax.custom_vjp
+    def dot(x, w):
+        return fwd(x, w)[0]
 
     def bwd(res, g):
         xl, wl = res

@@ -12,8 +12,10 @@ import json
 import os
 import shutil
 
+from cogvideox_jax.train.shapes_stage_folders import ATTEMPT, DONE, SETTINGS
+
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "default_model", "shapes")
-SKIP = (".done", "settings.json", "attempt.json")  # train-shapes stage bookkeeping, not the model
+SKIP = (DONE, SETTINGS, ATTEMPT)  # train-shapes stage bookkeeping, not the model
 
 
 def default_checkpoint() -> str:
