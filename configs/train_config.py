@@ -44,6 +44,21 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class ModelExecutionConfig:
+    """How ``TrainConfig.model``'s transformer preset runs: ``TransformerConfig`` options that leave
+    what its weights compute unchanged. ``None`` keeps the preset's value (``configs/transformer.py``).
+    ``--set execution.matmul_dtype=bfloat16`` trains with bf16-operand matmuls (fp32 accumulation)."""
+    scan_layers: bool | None = None          # nn.scan over the blocks (True) or unrolled (False)
+    remat_policy: str | None = None          # activation checkpointing: REMAT_POLICIES
+    attention_backend: str | None = None     # cogvideox_jax/models/attention.py
+    matmul_dtype: str | None = None          # MATMUL_DTYPES: "float32" | "bfloat16"
+
+    def overrides(self) -> dict:
+        """The options set (not ``None``), as ``TransformerConfig`` field values."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
 class CheckpointConfig:
     directory: str = "checkpoints"
     every_steps: int = 500
@@ -93,6 +108,9 @@ class TrainConfig:
     ema_decay: float = 0.0           # 0 disables EMA
     param_dtype: str = "float32"
     dtype: str = "float32"
+    # the preset's execution options (scan, remat, attention backend, matmul dtype); only for a model
+    # built from ``model`` (a Trainer given a model_spec, e.g. the shapes recipe's, rejects them)
+    execution: ModelExecutionConfig = field(default_factory=ModelExecutionConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     lora: LoraConfig | None = None
     stages: tuple[StageConfig, ...] = (StageConfig(),)

@@ -224,8 +224,9 @@ def test_stage_keys_follow_the_settings_each_stage_reads():
     assert changed("transformer.matmul_dtype=float32") == ["transformer", "transformer_finetune", "checkpoint", "eval"]
     fp32 = apply_overrides(get_config(), ["transformer.matmul_dtype=float32"])
     assert "matmul_dtype" not in stage_record(fp32, "transformer", {"latents": "x"})["settings"]["transformer"]
-    settings = stage_record(get_config(), "transformer", {"latents": "x"})["settings"]["transformer"]
-    assert settings["matmul_dtype"] == "bfloat16"
+    settings = stage_record(get_config(), "transformer", {"latents": "x"})["settings"]
+    assert settings["transformer"]["matmul_dtype"] == "bfloat16"
+    assert "execution" not in settings["transformer_train"]  # TrainConfig.execution: rejected by the recipe
 
 
 def test_an_interrupted_stage_resumes_only_under_its_key(tmp_path):
@@ -246,7 +247,7 @@ def test_an_interrupted_stage_resumes_only_under_its_key(tmp_path):
     assert not (path / "run").exists() and json.loads((path / SETTINGS).read_text()) == other
 
 
-def test_eval_split_is_checked_before_any_stage_runs(tmp_path):
+def test_eval_split_and_execution_are_checked_before_any_stage_runs(tmp_path):
     from configs.train_config import apply_overrides
     from cogvideox_jax.train.shapes_recipe import run
 
@@ -255,6 +256,9 @@ def test_eval_split_is_checked_before_any_stage_runs(tmp_path):
         run(apply_overrides(get_config(), ["evaluation.split=train"]), str(work), progress=False)
     with pytest.raises(ValueError, match="one of"):
         run(apply_overrides(get_config(), ["evaluation.split=test"]), str(work), progress=False)
+    with pytest.raises(ValueError, match="transformer.matmul_dtype"):
+        run(apply_overrides(get_config(), ["transformer_train.execution.matmul_dtype=float32"]), str(work),
+            progress=False)
     assert not work.exists()
     ev = apply_overrides(get_config(), ["evaluation.split=train", "evaluation.num_prompts=4"]).evaluation
     ev.check()

@@ -133,19 +133,24 @@ def _dtype(name: str):
 def build_model(cfg) -> ModelSpec:
     """The module + input description for ``cfg.model``."""
     dtype, param_dtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+    execution = cfg.execution.overrides()
     if cfg.model == "standin":
+        if execution:
+            raise ValueError(f"execution options {sorted(execution)} apply to transformer presets, not model='standin'")
         m = StandInVideoModel(dtype=dtype, param_dtype=param_dtype)
         return ModelSpec(m, m.channels, m.text_dim, m.patch, 1, m.layers, m.dim, 2, m.dim)
-    return _build_transformer(cfg.model, dtype, param_dtype)
+    return _build_transformer(cfg.model, dtype, param_dtype, execution)
 
 
-def _build_transformer(name: str, dtype, param_dtype) -> ModelSpec:
+def _build_transformer(name: str, dtype, param_dtype, execution: dict) -> ModelSpec:
     """A ``configs/transformer.py`` preset (``cogvideox-2b``, ``cogvideox-5b``, ``cogvideox1.5-5b``,
-    ``tiny-2b``, ``tiny-5b``, …) as ``CogVideoXTransformer3D``."""
+    ``tiny-2b``, ``tiny-5b``, …) as ``CogVideoXTransformer3D``, with ``execution`` (``TransformerConfig``
+    field values: scan, remat, attention backend, matmul dtype) replacing the preset's."""
     from configs.transformer import get_preset
     from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
 
-    return spec_for_transformer(CogVideoXTransformer3D(get_preset(name), dtype=dtype, param_dtype=param_dtype))
+    config = get_preset(name).replace(**execution)
+    return spec_for_transformer(CogVideoXTransformer3D(config, dtype=dtype, param_dtype=param_dtype))
 
 
 def spec_for_transformer(module) -> ModelSpec:

@@ -370,6 +370,10 @@ def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
 # -------------------------------------------------------------------------------------------- main
 def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = True) -> dict:
     recipe.evaluation.check()
+    for name in ("transformer_train", "transformer_finetune"):
+        if getattr(recipe, name).execution.overrides():
+            raise ValueError(f"{name}.execution: the recipe's transformer runs as `transformer.*` says "
+                             "(e.g. --set transformer.matmul_dtype=float32), not by TrainConfig.execution")
     os.makedirs(workdir, exist_ok=True)
     tpath = os.path.join(workdir, "timings.json")
     timings = json.load(open(tpath)) if os.path.exists(tpath) else {}

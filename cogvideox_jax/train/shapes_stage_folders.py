@@ -20,7 +20,8 @@ DONE = ".done"
 # Recipe fields added after stage keys were introduced: they enter a stage's settings only when set
 # away from their default, so the stages of a workdir written before them keep their keys (and are
 # not redone by a rerun) unless the new option is used.
-ADDED_SINCE_KEYS = ("vae_train.latent_noise", "vae_decoder_train.latent_noise", "transformer.matmul_dtype")
+ADDED_SINCE_KEYS = ("vae_train.latent_noise", "vae_decoder_train.latent_noise", "transformer.matmul_dtype",
+                    "transformer_train.execution", "transformer_finetune.execution")
 SETTINGS = "settings.json"           # a stage's key, settings and input stages' keys (``stage_record``)
 # What each stage's output depends on: the recipe fields (dotted paths) and the stages it reads. A
 # stage's key hashes both, its inputs by their keys, so a changed field reruns that stage and every
@@ -74,7 +75,8 @@ def _field(recipe, dotted: str):
 
 def _field_default(recipe, dotted: str):
     parent, name = dotted.rsplit(".", 1)
-    return type(_field(recipe, parent)).__dataclass_fields__[name].default
+    spec = type(_field(recipe, parent)).__dataclass_fields__[name]
+    return spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
 
 
 def stage_settings(recipe, stage: str) -> dict:

@@ -102,6 +102,9 @@ class Trainer:
         self.cfg = cfg
         self.workdir = workdir
         self.mesh = make_mesh(mesh if mesh is not None else cfg.mesh, dcn=(cfg.mesh_dcn or None) if mesh is None else None)
+        if model_spec is not None and cfg.execution.overrides():
+            raise ValueError(f"execution options {sorted(cfg.execution.overrides())} apply to the model built from "
+                             "cfg.model; this Trainer was given a model_spec: set them on its TransformerConfig")
         self.spec = model_spec or build_model(cfg)
         if cfg.caption_contrast_weight > 0 and data_factory is None and cfg.data.kind != "precomputed":
             raise ValueError("caption_contrast_weight > 0 needs data.kind='precomputed' (with contrast_text_emb.npy) "
