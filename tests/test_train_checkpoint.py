@@ -22,12 +22,16 @@ import local_multiprocess  # noqa: E402
 
 def test_interrupted_write_is_never_restored(tmp_path):
     script = textwrap.dedent("""
-        import os, signal, sys
+        import os, signal, sys, time
         import jax.numpy as jnp
         from cogvideox_jax.train.checkpointing import Checkpointer
         ck = Checkpointer(sys.argv[1], keep_last=3, keep_best=0)
         ck.save(1, {"w": jnp.full((4,), 1.0)}, {"position": 1}, {"loss": 1.0}); ck.wait()
         ck.save(2, {"w": jnp.full((4,), 2.0), "big": jnp.ones((32, 1024, 1024))}, {"position": 2}, {"loss": 0.5})
+        # the async write creates its temporary folder in the background (late on a loaded machine)
+        deadline = time.time() + 60
+        while not any("tmp" in n for n in os.listdir(sys.argv[1])) and time.time() < deadline:
+            time.sleep(0.001)
         os.kill(os.getpid(), signal.SIGKILL)   # die while step 2 is being written
     """)
     d = str(tmp_path / "ck")
