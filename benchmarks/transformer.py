@@ -220,13 +220,13 @@ def run_interleaved(args):
     tcall()
     calls = dict(jax=lambda: fwd(params, jl, jt, jts).block_until_ready(), torch=tcall,
                  matmul=lambda: mm(a, b).block_until_ready())
-    times = {k: [] for k in calls}
+    times = {side: [] for side in calls}
     for _ in range(args.repeats):
-        for k, fn in calls.items():
+        for side, fn in calls.items():
             t1 = time.perf_counter()
             fn()
-            times[k].append(time.perf_counter() - t1)
-    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+            times[side].append(time.perf_counter() - t1)
+    med = {side: sorted(v)[len(v) // 2] for side, v in times.items()}
     return dict(jax=dict(time=med["jax"], times=times["jax"], compile=first - med["jax"]),
                 torch=dict(time=med["torch"], times=times["torch"]),
                 matmul=dict(time=med["matmul"], times=times["matmul"], gflops=2.0 * m * k * n / med["matmul"] / 1e9))
