@@ -8,6 +8,8 @@ from typing import Any, Mapping, Optional
 
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable", "nothing_saveable")
 MATMUL_DTYPES = ("float32", "bfloat16")  # TransformerConfig.matmul_dtype
+# TransformerConfig fields that say how the model runs, not what it computes: not in a diffusers config
+EXECUTION_FIELDS = ("scan_layers", "remat_policy", "attention_backend", "matmul_dtype", "sequence_parallel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +84,7 @@ class TransformerConfig:
 
     def to_diffusers_config(self) -> dict:
         d = dataclasses.asdict(self)
-        for k in ("scan_layers", "remat_policy", "attention_backend", "matmul_dtype", "sequence_parallel"):
+        for k in EXECUTION_FIELDS:
             d.pop(k)
         d["_class_name"] = "CogVideoXTransformer3DModel"
         return d
