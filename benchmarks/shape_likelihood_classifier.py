@@ -32,24 +32,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def make_caption_loss(transformer, alphas_cumprod, object_weight: float, object_threshold: float):
     """A jitted ``(params, x0 (N, t, h, w, C) scaled latents, text_emb (N, K, L, D): the K caption variants of
-    each clip, t, key) -> (N, K)`` object-weighted v-loss, the same noise for the K variants."""
+    each clip, t, key) -> (N, K)`` object-weighted v-loss at timestep ``t``, the same noise for the K
+    variants: the best-of-N sampler's verifier (``pipeline/candidate_selection.py``) at one timestep."""
+    import functools
+
     import jax
     import jax.numpy as jnp
 
-    from cogvideox_jax.train.diffusion_loss import add_noise, v_prediction_loss
-    from cogvideox_jax.train.object_loss_weight import object_loss_weights
+    from cogvideox_jax.pipeline.candidate_selection import caption_losses as losses_of
 
-    @jax.jit
+    @functools.partial(jax.jit, static_argnums=3)
     def loss(params, x0, text_emb, t, key):
-        n, k = text_emb.shape[:2]
-        noise = jax.random.normal(key, x0.shape)
-        a = jnp.full((n * k,), alphas_cumprod[t])
-        rep = lambda y: jnp.repeat(y, k, axis=0)  # noqa: E731  (row i*k + j: clip i, caption j)
-        x_t = rep(add_noise(x0, noise, a[:n]))
-        v = transformer.apply({"params": params}, x_t, text_emb.reshape(n * k, *text_emb.shape[2:]),
-                              jnp.full((n * k,), t))
-        w = object_loss_weights(x0, object_weight, object_threshold)
-        return v_prediction_loss(v, rep(x0), rep(noise), a, per_example=True, weights=rep(w)).reshape(n, k)
+        fn = lambda x, txt, tt: transformer.apply({"params": params}, x, txt, tt)  # noqa: E731
+        return losses_of(fn, x0, jnp.swapaxes(text_emb, 0, 1), alphas_cumprod, (t,), key,
+                         object_weight=object_weight, object_threshold=object_threshold)
 
     return loss
 

@@ -153,6 +153,14 @@ class SamplingConfig:
     # dataset's shape names (cogvideox_jax/data/shapes/vocabulary.py SHAPES; a test checks).
     contrast_scale: float = 4.0
     contrast_words: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "diamond")
+    # Best-of-N (cogvideox_jax/pipeline/candidate_selection.py): each video is the best of `candidates`
+    # samples, judged by the model itself: its v-loss under the prompt relative to the contrast prompts,
+    # at `selection_timesteps` (x `selection_repeats` noise draws), the object's latent cells weighted
+    # 1 + `selection_object_weight` as in training. 1 turns it off (BENCHMARKS.md, twenty-second session).
+    candidates: int = 4
+    selection_timesteps: tuple[int, ...] = (50, 150, 250, 350, 450)
+    selection_repeats: int = 2
+    selection_object_weight: float = 4.0
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,9 @@ def add_parsers(sub) -> None:
                                             "(default: the checkpoint's sampling.json, else none)")
     p.add_argument("--contrast-scale", type=float,
                    help="contrast guidance scale (0 turns it off; default: the checkpoint's sampling.json, else 0)")
+    p.add_argument("--candidates", type=int,
+                   help="best-of-N: sample N videos and keep the one the model reads best as its prompt against "
+                        "the contrast prompts (1 turns it off; default: the checkpoint's sampling.json, else 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--latents", help="initial noise .npy in (B, t, h, w, C) layout")
     p.add_argument("--fps", type=float, default=8.0)
@@ -147,6 +150,7 @@ def run_sample(args) -> int:
     import numpy as np
 
     from cogvideox_jax.pipeline import CogVideoXPipeline
+    from cogvideox_jax.pipeline.candidate_selection import CandidateSelection, selection_from_settings
     from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
     from cogvideox_jax.pipeline.default_model import default_checkpoint, sampling_defaults
 
@@ -159,16 +163,24 @@ def run_sample(args) -> int:
     if args.contrast_words and not contrast_scale:
         raise SystemExit("--contrast-words needs a non-zero contrast scale: pass --contrast-scale (the checkpoint's "
                          "sampling.json sets none, or it was set to 0)")
-    contrasts = [contrast_prompts(args.prompt, [words])] if words and contrast_scale else None
+    selection = selection_from_settings(defaults, args.candidates)
+    contrasts = [contrast_prompts(args.prompt, [words])] if words else None
     if contrasts is not None and not contrasts[0]:
-        print(f"contrast guidance off: the prompt names none (or more than one) of {', '.join(words)}")
+        off = [name for name, on in (("contrast guidance", contrast_scale),
+                                     ("candidate selection", selection.candidates > 1)) if on]
+        if off:
+            print(f"{' and '.join(off)} off: the prompt names none (or more than one) of {', '.join(words)}")
+    elif selection.candidates > 1 and not words:
+        print("candidate selection off: it needs contrast words (--contrast-words, or the checkpoint's)")
+    if selection.candidates > 1 and not (contrasts and contrasts[0]):
+        selection = CandidateSelection()
     pipe = CogVideoXPipeline.from_pretrained(path, dtype=_dtype(args.dtype), mesh=args.mesh,
                                              sequence_parallel=args.sequence_parallel, vae_decode=args.vae_decode)
     latents = np.load(args.latents) if args.latents else None
     video = pipe(args.prompt, negative_prompt=args.negative_prompt, image=args.image, num_frames=args.frames,
                  height=args.height, width=args.width, num_inference_steps=steps, guidance_scale=guidance,
                  use_dynamic_cfg=args.dynamic_cfg, seed=args.seed, latents=latents, contrast_prompts=contrasts,
-                 contrast_scale=contrast_scale)
+                 contrast_scale=contrast_scale, selection=selection)
     save_video(args.out, video[0], args.fps)
     print(f"wrote {args.out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]})")
     return 0

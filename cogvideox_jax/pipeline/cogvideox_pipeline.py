@@ -21,8 +21,11 @@ from cogvideox_jax.compiler_options import memory_optimized
 from cogvideox_jax.diffusion.guidance import guidance_scale_table
 from cogvideox_jax.diffusion.sampler import init_state, scheduler_step
 from cogvideox_jax.diffusion.sampling_schedule import make_sampling_schedule
+from cogvideox_jax.diffusion.training_targets import alphas_cumprod_table
 from cogvideox_jax.models.vae.latent_scaling import scale_latents, unscale_latents
 from cogvideox_jax.pipeline import components as comp
+from cogvideox_jax.pipeline.candidate_selection import (CandidateSelection, best_candidates, caption_losses,
+                                                        relative_prompt_loss)
 from cogvideox_jax.pipeline.denoise_loop import denoise
 from cogvideox_jax.pipeline.frame_rules import plan_frames
 from cogvideox_jax.pipeline.progress import progress_bar
@@ -90,13 +93,20 @@ class CogVideoXPipeline:
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
                  num_inference_steps: int = 50, guidance_scale: float = 6.0, use_dynamic_cfg: bool = False,
                  seed: int = 0, latents=None, image_latent_mode: str = "sample", progress: bool = True,
-                 contrast_prompts: Sequence[Sequence[str]] | None = None, contrast_scale: float = 0.0):
+                 contrast_prompts: Sequence[Sequence[str]] | None = None, contrast_scale: float = 0.0,
+                 selection: CandidateSelection | None = None):
         """Sample videos; returns float32 ``(B, T, H, W, 3)`` in [0, 1].
 
         ``contrast_prompts``: per prompt, a list of prompts it should be told apart from (e.g. itself
         with its shape word swapped, ``contrast_prompts.py``), used with ``contrast_scale`` w_c > 0:
         the guided prediction gains ``w_c (v(prompt) − mean v(contrasts))``. Not in the reference
         pipeline; off by default (then the sampling is the reference's).
+
+        ``selection``: best-of-N sampling (``candidate_selection.py``): each prompt is sampled
+        ``selection.candidates`` times and the candidate its prompt explains best against its
+        ``contrast_prompts`` (needed; used at any ``contrast_scale``) is kept. The candidates' noise is
+        drawn for the ``B * N`` batch, so with N > 1 a seed gives other samples than with N = 1, and
+        ``latents`` must then be ``(B * N, ...)``, prompt-major. Text-to-video only.
 
         ``latents``: initial noise in our layout ``(B, t, h, w, C)`` - the shape the pipeline would draw
         (for 1.5 including the padding latent frame). ``image_latent_mode``: ``"sample"`` (the reference:
@@ -118,6 +128,17 @@ class CogVideoXPipeline:
         if image is not None and not self.is_i2v:
             raise ValueError("image= given but the transformer is text-to-video (in_channels == latent channels)")
 
+        selection = selection or CandidateSelection()
+        num_candidates = selection.candidates
+        if num_candidates > 1:
+            if image is not None:
+                raise ValueError("candidate selection is for text-to-video models (image= was given)")
+            if contrast_prompts is None:
+                raise ValueError("candidate selection needs contrast_prompts: it scores each candidate under its "
+                                 "prompt against them")
+            selection_text, selection_mask = self._contrast_batch(prompts, contrast_prompts, 1.0)
+            prompts, negatives, contrast_prompts = ([x for x in seq for _ in range(num_candidates)]
+                                                    for seq in (prompts, negatives, list(contrast_prompts)))
         batch = len(prompts)
         do_cfg = guidance_scale > 1.0
         text = self.encode_prompt(prompts)
@@ -160,6 +181,9 @@ class CogVideoXPipeline:
         with progress_bar(len(timesteps), enabled=progress):
             latents = run(self.components.transformer_params, latents, text, guidance, schedule, image_latents,
                           noise_key, contrast, contrast_mask)
+        if num_candidates > 1:
+            latents = self._select_candidates(latents, text[batch if do_cfg else 0:][:batch], selection_text,
+                                              selection_mask, selection, jax.random.fold_in(key, 3))
         latents = latents[:, plan.additional_frames:]
         video = self.decode_latents(latents)
         return np.asarray(jnp.clip(video / 2 + 0.5, 0.0, 1.0), np.float32)
@@ -178,6 +202,31 @@ class CogVideoXPipeline:
         padded = [[c[j] if j < len(c) else p for p, c in zip(prompts, lists)] for j in range(k)]
         mask = np.asarray([[float(j < len(c)) for c in lists] for j in range(k)], np.float32)
         return self.encode_prompt([q for row in padded for q in row]), jnp.asarray(mask)
+
+    def _select_candidates(self, latents, cond_text, contrast_text, contrast_mask, selection, key):
+        """Keep each prompt's best of its ``N`` candidates (``(B * N, ...)`` prompt-major -> ``(B, ...)``).
+        ``cond_text`` (B * N, L, D) the prompts, ``contrast_text`` (K * B, L, D) and ``contrast_mask``
+        (K, B) the contrast prompts per prompt (``_contrast_batch``); with none, the first candidate."""
+        n = selection.candidates
+        if contrast_text is None:
+            return latents[::n]
+        k = contrast_mask.shape[0]
+        contrast_text = jnp.repeat(contrast_text.reshape(k, -1, *contrast_text.shape[1:]), n, axis=1)
+        mask = jnp.repeat(contrast_mask, n, axis=1)
+        if ("select", selection) not in self._compiled:
+            transformer = self.components.transformer
+            ac = alphas_cumprod_table(self.components.scheduler_config)
+
+            def score(params, x0, text, mask, key):
+                fn = lambda x, txt, t: transformer.apply({"params": params}, x, txt, t)  # noqa: E731
+                losses = caption_losses(fn, x0, text, ac, selection.timesteps, key, selection.repeats,
+                                        selection.object_weight, selection.object_threshold)
+                return best_candidates(relative_prompt_loss(losses, mask), n)
+
+            self._compiled[("select", selection)] = jax.jit(score)
+        text = jnp.concatenate([cond_text[None], contrast_text])
+        best = self._compiled[("select", selection)](self.components.transformer_params, latents, text, mask, key)
+        return latents[best]
 
     def _denoise_fn(self, do_cfg: bool, has_image: bool, ofs, progress: bool, num_contrast: int = 0):
         key = (do_cfg, has_image, ofs, progress, num_contrast)

@@ -4,7 +4,8 @@ fresh install with no downloaded weights.
 
 It is a regular cogvideox-jax pipeline checkpoint (``convert/pipeline_checkpoint.py``) written by
 ``cogvideox-jax train-shapes --install`` (``train/shapes_recipe.py``) plus ``sampling.json``, the
-step count, guidance scale and contrast guidance (``contrast_prompts.py``) it was evaluated with.
+step count, guidance scale, contrast guidance (``contrast_prompts.py``) and best-of-N candidate
+selection (``candidate_selection.py``) it was evaluated with.
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ def default_checkpoint() -> str:
 
 
 def sampling_defaults(checkpoint: str) -> dict:
-    """``{"steps": ..., "guidance_scale": ..., "contrast_scale": ..., "contrast_words": [...]}`` stored
-    with a checkpoint (empty when absent)."""
+    """``{"steps": ..., "guidance_scale": ..., "contrast_scale": ..., "contrast_words": [...],
+    "candidates": ..., "selection_*": ...}`` stored with a checkpoint (empty when absent)."""
     path = os.path.join(checkpoint, "sampling.json")
     if not os.path.exists(path):
         return {}

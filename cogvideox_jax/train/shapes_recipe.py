@@ -293,9 +293,10 @@ def split_prompts(dataset: str, split: str = "heldout", limit: int | None = None
 
 def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: int, guidance: float,
                    batch_size: int = 20, progress: bool = True, contrast_scale: float = 0.0,
-                   contrast_words: tuple[str, ...] = ()) -> list[dict]:
+                   contrast_words: tuple[str, ...] = (), selection=None) -> list[dict]:
     """Sample every (prompt, seed) into ``out`` (mp4 + metadata.jsonl with the target attributes);
-    with ``contrast_scale`` > 0, each prompt contrasted with itself naming each other ``contrast_words``."""
+    with ``contrast_scale`` > 0, each prompt contrasted with itself naming each other ``contrast_words``;
+    ``selection`` (a ``CandidateSelection``): each video the best of that many candidates."""
     from tqdm.auto import tqdm
 
     from cogvideox_jax.data.video_io import write_video
@@ -313,7 +314,7 @@ def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: in
             contrasts = [contrast_prompts(c, [contrast_words]) for c in captions]   # unused at scale 0
             videos = pipe(captions, num_inference_steps=steps, guidance_scale=guidance,
                           seed=seed * 100003 + start, progress=False, contrast_prompts=contrasts,
-                          contrast_scale=contrast_scale)
+                          contrast_scale=contrast_scale, selection=selection)
             for i, (r, v) in enumerate(zip(chunk, np.asarray(videos)), start):
                 rel = f"videos/{i:05d}_seed{seed}.mp4"
                 write_video(os.path.join(out, rel), v, fps=8.0)
@@ -345,11 +346,14 @@ def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
     from cogvideox_jax.train.vae_trainer import load_clips, reconstruct
 
+    from cogvideox_jax.pipeline.candidate_selection import selection_from_settings
+
     ev = recipe.evaluation
     rows = split_prompts(p["dataset"], ev.split, ev.num_prompts)
     sample_prompts(p["checkpoint"], rows, ev.seeds, os.path.join(out, "samples"), recipe.sampling.steps,
                    recipe.sampling.guidance_scale, progress=progress, contrast_scale=recipe.sampling.contrast_scale,
-                   contrast_words=recipe.sampling.contrast_words)
+                   contrast_words=recipe.sampling.contrast_words,
+                   selection=selection_from_settings(dataclasses.asdict(recipe.sampling)))
     records, summary = evaluate_folder(os.path.join(out, "samples"))
     _write_strip(os.path.join(out, "samples"), os.path.join(out, "samples.png"), ev.strip_rows)
     _, gt_summary = evaluate_folder(os.path.join(p["dataset"], "heldout"))
