@@ -24,3 +24,15 @@ def test_cli_sample_without_checkpoint_uses_the_default_model(tmp_path):
     assert main(["sample", "--prompt", "a red circle moves to the left", "--steps", "4", "--out", out]) == 0
     video = read_video_uint8(out)
     assert video.shape == (9, 64, 64, 3)
+
+
+def test_packaged_sampling_settings_are_the_recipes():
+    """``sampling.json`` in the package is what ``train-shapes``' checkpoint stage writes for the default
+    recipe (steps, guidance, contrast guidance, best-of-N selection), so a reinstall reproduces it."""
+    import dataclasses
+    import json
+
+    from configs.shapes import get_config
+
+    recipe = json.loads(json.dumps(dataclasses.asdict(get_config().sampling)))
+    assert sampling_defaults(default_checkpoint()) == recipe

@@ -311,7 +311,7 @@ def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: in
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             captions = [r["caption"] for r in chunk]
-            contrasts = [contrast_prompts(c, [contrast_words]) for c in captions]   # unused at scale 0
+            contrasts = [contrast_prompts(c, [contrast_words]) for c in captions]   # guidance and/or selection
             videos = pipe(captions, num_inference_steps=steps, guidance_scale=guidance,
                           seed=seed * 100003 + start, progress=False, contrast_prompts=contrasts,
                           contrast_scale=contrast_scale, selection=selection)
@@ -344,9 +344,8 @@ def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
     from cogvideox_jax.eval.shapes.evaluator import evaluate_folder
     from cogvideox_jax.eval.shapes.psnr import psnr
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
-    from cogvideox_jax.train.vae_trainer import load_clips, reconstruct
-
     from cogvideox_jax.pipeline.candidate_selection import selection_from_settings
+    from cogvideox_jax.train.vae_trainer import load_clips, reconstruct
 
     ev = recipe.evaluation
     rows = split_prompts(p["dataset"], ev.split, ev.num_prompts)
