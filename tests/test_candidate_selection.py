@@ -98,7 +98,8 @@ def test_pipeline_keeps_each_prompts_best_candidate(pipe):
     rel = np.asarray(relative_prompt_loss(losses, jnp.ones((2, 2 * n)))).reshape(2, n)
     assert rel.argmin(axis=1).any()                     # not always the first candidate, so the check below tells
     for b in range(2):
-        np.testing.assert_allclose(best[b], every[b * n + rel[b].argmin()], atol=1e-5)
+        # (1e-4: the selection encodes each prompt once, `every` each copy: T5 batches of other sizes)
+        np.testing.assert_allclose(best[b], every[b * n + rel[b].argmin()], atol=1e-4)
     assert np.abs(every[0] - every[1]).mean() > 1e-3      # the candidates do differ
 
 

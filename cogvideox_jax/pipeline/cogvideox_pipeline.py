@@ -129,25 +129,26 @@ class CogVideoXPipeline:
             raise ValueError("image= given but the transformer is text-to-video (in_channels == latent channels)")
 
         selection = selection or CandidateSelection()
-        num_candidates = selection.candidates
-        if num_candidates > 1:
+        n = selection.candidates
+        if n > 1:
             if image is not None:
                 raise ValueError("candidate selection is for text-to-video models (image= was given)")
             if contrast_prompts is None:
                 raise ValueError("candidate selection needs contrast_prompts: it scores each candidate under its "
                                  "prompt against them")
-            selection_text, selection_mask = self._contrast_batch(prompts, contrast_prompts, 1.0)
-            prompts, negatives, contrast_prompts = ([x for x in seq for _ in range(num_candidates)]
-                                                    for seq in (prompts, negatives, list(contrast_prompts)))
-        batch = len(prompts)
+        # every text is encoded once per prompt, then repeated for its n candidates (prompt-major)
+        per_candidate = (lambda x: jnp.repeat(x, n, axis=0)) if n > 1 else (lambda x: x)  # noqa: E731
+        batch = len(prompts) * n
         do_cfg = guidance_scale > 1.0
-        text = self.encode_prompt(prompts)
-        if do_cfg:
-            text = jnp.concatenate([self.encode_prompt(negatives), text])
-        contrast_text, contrast_mask = self._contrast_batch(prompts, contrast_prompts, contrast_scale)
-        num_contrast = 0 if contrast_mask is None else contrast_mask.shape[0]
+        cond_text = per_candidate(self.encode_prompt(prompts))
+        text = jnp.concatenate([per_candidate(self.encode_prompt(negatives)), cond_text]) if do_cfg else cond_text
+        contrast_text, contrast_mask = self._contrast_batch(prompts, contrast_prompts, 1.0 if n > 1 else contrast_scale)
+        if contrast_mask is not None:   # (K * B, L, D), (K, B) -> per candidate: (K, B * n, L, D), (K, B * n)
+            contrast_text = jnp.repeat(contrast_text.reshape(contrast_mask.shape + contrast_text.shape[1:]), n, axis=1)
+            contrast_mask = jnp.repeat(contrast_mask, n, axis=1)
+        num_contrast = 0 if contrast_mask is None or contrast_scale == 0.0 else contrast_mask.shape[0]
         if num_contrast:
-            text = jnp.concatenate([text, contrast_text])
+            text = jnp.concatenate([text, contrast_text.reshape((-1,) + contrast_text.shape[2:])])
 
         key = jax.random.PRNGKey(seed)
         latent_key, noise_key, image_key = jax.random.split(key, 3)
@@ -181,9 +182,9 @@ class CogVideoXPipeline:
         with progress_bar(len(timesteps), enabled=progress):
             latents = run(self.components.transformer_params, latents, text, guidance, schedule, image_latents,
                           noise_key, contrast, contrast_mask)
-        if num_candidates > 1:
-            latents = self._select_candidates(latents, text[batch if do_cfg else 0:][:batch], selection_text,
-                                              selection_mask, selection, jax.random.fold_in(key, 3))
+        if n > 1:
+            latents = self._select_candidates(latents, cond_text, contrast_text, contrast_mask, selection,
+                                              jax.random.fold_in(key, 3))
         latents = latents[:, plan.additional_frames:]
         video = self.decode_latents(latents)
         return np.asarray(jnp.clip(video / 2 + 0.5, 0.0, 1.0), np.float32)
@@ -205,14 +206,11 @@ class CogVideoXPipeline:
 
     def _select_candidates(self, latents, cond_text, contrast_text, contrast_mask, selection, key):
         """Keep each prompt's best of its ``N`` candidates (``(B * N, ...)`` prompt-major -> ``(B, ...)``).
-        ``cond_text`` (B * N, L, D) the prompts, ``contrast_text`` (K * B, L, D) and ``contrast_mask``
-        (K, B) the contrast prompts per prompt (``_contrast_batch``); with none, the first candidate."""
+        ``cond_text`` (B * N, L, D) the prompts, ``contrast_text`` (K, B * N, L, D) and ``contrast_mask``
+        (K, B * N) their contrast prompts; with none, the first candidate."""
         n = selection.candidates
         if contrast_text is None:
             return latents[::n]
-        k = contrast_mask.shape[0]
-        contrast_text = jnp.repeat(contrast_text.reshape(k, -1, *contrast_text.shape[1:]), n, axis=1)
-        mask = jnp.repeat(contrast_mask, n, axis=1)
         if ("select", selection) not in self._compiled:
             transformer = self.components.transformer
             ac = alphas_cumprod_table(self.components.scheduler_config)
@@ -225,7 +223,8 @@ class CogVideoXPipeline:
 
             self._compiled[("select", selection)] = jax.jit(score)
         text = jnp.concatenate([cond_text[None], contrast_text])
-        best = self._compiled[("select", selection)](self.components.transformer_params, latents, text, mask, key)
+        best = self._compiled[("select", selection)](self.components.transformer_params, latents, text,
+                                                      contrast_mask, key)
         return latents[best]
 
     def _denoise_fn(self, do_cfg: bool, has_image: bool, ofs, progress: bool, num_contrast: int = 0):
