@@ -1,0 +1,305 @@
+"""How good is the best-of-N sampler's verifier? Every candidate kept, scored by the verifier and by the evaluator.
+
+    python benchmarks/candidate_pool.py --out POOL                          # package model, 8 candidates, 25 steps
+    python benchmarks/candidate_pool.py --out POOL --candidates 4 --steps 50 --seeds 2,3 --limit 40
+    python benchmarks/candidate_pool.py --out POOL --analyze                # redo the tables of a finished pool
+    python benchmarks/candidate_pool.py --out POOL --rescore 25,50,100,150,250,350,450,600
+
+For each held-out prompt of the recipe's dataset (regenerated from ``configs/shapes.py`` unless
+``--dataset`` is given) and each seed, the checkpoint samples ``--candidates`` videos exactly as
+``CogVideoXPipeline(..., selection=...)`` does in the recipe's evaluation (``sample_prompts``: batches of
+20 prompts, the same seeds, the checkpoint's ``sampling.json`` apart from ``--steps``), but keeps every
+candidate: its mp4, the verifier's relative prompt loss and caption losses
+(``pipeline/candidate_selection.py``) and its final latent. The evaluator (``cogvideox-jax eval shapes``)
+then scores every candidate, and the tables show, for n = 1, 2, 4, … candidates per prompt (the first n
+of the pool, which are i.i.d.), the scores of the first candidate, of the verifier's pick (what the
+pipeline returns with ``candidates=n``; with n = ``--candidates`` exactly the recipe's evaluation) and of
+the best candidate by the evaluator (the oracle: what a perfect verifier would reach); and the
+verifier's within-prompt AUC: over the prompts with both right and wrong shapes among their
+candidates, how often a right one scores lower than a wrong one (0.5: no better than chance).
+``--rescore T,...`` scores the pool's latents again, one fresh noise draw per timestep (``--rescore-key``),
+and prints the AUC of each timestep alone (object-weighted as the verifier, and unweighted) and of
+sets of them, with the shape of their best-of-n picks.
+BENCHMARKS.md, "Embedded default model", twenty-third session.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+BATCH = 20   # prompts per pipeline call, as sample_prompts (the recipe's evaluation)
+
+
+def sample_pool(checkpoint: str, rows: list[dict], seeds, out: str, candidates: int, steps: int | None) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    from cogvideox_jax.data.video_io import write_video
+    from cogvideox_jax.pipeline import CogVideoXPipeline
+    from cogvideox_jax.pipeline.candidate_selection import caption_losses, relative_prompt_loss, selection_from_settings
+    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
+    from cogvideox_jax.pipeline.default_model import sampling_defaults
+    from cogvideox_jax.diffusion.training_targets import alphas_cumprod_table
+
+    settings = sampling_defaults(checkpoint)
+    selection = selection_from_settings(settings, candidates=candidates)
+    steps = steps or int(settings["steps"])
+    kept = {}
+
+    class KeepEveryCandidate(CogVideoXPipeline):
+        """Scores the candidates as the pipeline's selection does, records the scores, keeps them all."""
+
+        def _select_candidates(self, latents, cond_text, contrast_text, contrast_mask, sel, key):
+            if "score" not in kept:
+                tr, ac = self.components.transformer, alphas_cumprod_table(self.components.scheduler_config)
+
+                def score(params, x0, text, mask, key):
+                    fn = lambda x, txt, t: tr.apply({"params": params}, x, txt, t)  # noqa: E731
+                    losses = caption_losses(fn, x0, text, ac, sel.timesteps, key, sel.repeats,
+                                            sel.object_weight, sel.object_threshold)
+                    return relative_prompt_loss(losses, mask), losses
+
+                kept["score"] = jax.jit(score)
+            text = jnp.concatenate([cond_text[None], contrast_text])
+            rel, losses = kept["score"](self.components.transformer_params, latents, text, contrast_mask, key)
+            kept.update(rel=np.asarray(rel), losses=np.asarray(losses), latents=np.asarray(latents))
+            return latents
+
+    pipe = KeepEveryCandidate.from_pretrained(checkpoint)
+    os.makedirs(os.path.join(out, "videos"), exist_ok=True)
+    meta, t0 = [], time.time()
+    for seed in seeds:
+        for start in range(0, len(rows), BATCH):
+            chunk = rows[start:start + BATCH]
+            captions = [r["caption"] for r in chunk]
+            videos = np.asarray(pipe(
+                captions, num_inference_steps=steps, guidance_scale=float(settings["guidance_scale"]),
+                seed=seed * 100003 + start, progress=False, selection=selection,
+                contrast_prompts=[contrast_prompts(c, [tuple(settings["contrast_words"])]) for c in captions],
+                contrast_scale=float(settings["contrast_scale"])))
+            for j, video in enumerate(videos):
+                i, c = start + j // candidates, j % candidates
+                rel = f"videos/{i:05d}_seed{seed}_c{c}.mp4"
+                write_video(os.path.join(out, rel), video, fps=8.0)
+                meta.append({"video": rel, "caption": rows[i]["caption"], "seed": seed, "prompt": i, "candidate": c,
+                             "relative_loss": float(kept["rel"][j]), "caption_losses": kept["losses"][j].tolist(),
+                             **{k: rows[i].get(k) for k in ("color", "shape", "direction", "size", "background")}})
+            np.save(os.path.join(out, f"latents_seed{seed}_{start:05d}.npy"), kept["latents"])
+            print(f"seed {seed}, prompts {start}-{start + len(chunk) - 1}: {time.time() - t0:.0f} s", flush=True)
+    with open(os.path.join(out, "metadata.jsonl"), "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(m) + "\n" for m in meta)
+    with open(os.path.join(out, "settings.json"), "w", encoding="utf-8") as f:
+        json.dump({"checkpoint": checkpoint, "candidates": candidates, "steps": steps, "seeds": list(seeds),
+                   "sampling": settings, "sampling_seconds": time.time() - t0}, f, indent=1)
+
+
+def evaluate_pool(out: str) -> None:
+    from cogvideox_jax.eval.shapes.evaluator import evaluate_folder
+
+    records, _ = evaluate_folder(out)
+    with open(os.path.join(out, "evaluation.json"), "w", encoding="utf-8") as f:
+        json.dump([{"video": r["video"], "correct": r["correct"], "pred": r["pred"],
+                    "temporal_consistency": r["temporal_consistency"]} for r in records], f)
+
+
+def pick(cands: list[dict], rule: str) -> dict:
+    if rule == "first":
+        return cands[0]
+    if rule == "verifier":
+        return min(cands, key=lambda c: c["relative_loss"])
+    return max(cands, key=lambda c: bool(c["correct"]["shape"]))      # oracle: the first right one
+
+
+def analyze(out: str) -> dict:
+    meta = [json.loads(line) for line in open(os.path.join(out, "metadata.jsonl"), encoding="utf-8")]
+    evaluation = {r["video"]: r for r in json.load(open(os.path.join(out, "evaluation.json"), encoding="utf-8"))}
+    groups = defaultdict(list)
+    for m in meta:
+        groups[(m["seed"], m["prompt"])].append({**m, **evaluation[m["video"]]})
+    n_max = max(len(g) for g in groups.values())
+    ns = [n for n in (1, 2, 4, 8, 16, 32) if n < n_max] + [n_max]
+    report = {"prompts_x_seeds": len(groups), "candidates": n_max, "rows": []}
+    print(f"{len(groups)} (prompt, seed) pairs x {n_max} candidates")
+    print(f"{'pick':9s} {'n':>3s}  color  direction  shape   size    TC  | shape by target")
+    for rule in ("first", "verifier", "oracle"):
+        for n in ([1] if rule == "first" else [n for n in ns if n > 1]):
+            chosen = [pick(sorted(g, key=lambda c: c["candidate"])[:n], rule) for g in groups.values()]
+            acc = {a: float(np.mean([bool(c["correct"][a]) for c in chosen if c["correct"][a] is not None]))
+                   for a in ("color", "direction", "shape", "size")}
+            by_shape = defaultdict(list)
+            for c in chosen:
+                by_shape[c["shape"]].append(bool(c["correct"]["shape"]))
+            tc = float(np.mean([c["temporal_consistency"] for c in chosen]))
+            report["rows"].append({"pick": rule, "n": n, "accuracy": acc, "temporal_consistency": tc,
+                                   "shape_by_target": {k: [int(sum(v)), len(v)] for k, v in sorted(by_shape.items())}})
+            print(f"{rule:9s} {n:3d}  " + "  ".join(f"{100 * acc[a]:5.1f}" for a in acc) + f"  {tc:.2f} | "
+                  + " ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(by_shape.items())))
+    mixed = [g for g in groups.values() if 0 < sum(bool(c["correct"]["shape"]) for c in g) < len(g)]
+    wins = pairs = 0
+    for g in mixed:
+        right = [c["relative_loss"] for c in g if c["correct"]["shape"]]
+        wrong = [c["relative_loss"] for c in g if not c["correct"]["shape"]]
+        for a in right:
+            for b in wrong:
+                pairs += 1
+                wins += (a < b) + 0.5 * (a == b)
+    report["verifier_within_prompt_auc"] = wins / pairs if pairs else None
+    says_right = np.asarray([c["caption_losses"][0] <= min(c["caption_losses"][1:]) for g in groups.values() for c in g])
+    right = np.asarray([bool(c["correct"]["shape"]) for g in groups.values() for c in g])
+    report["verifier_names_prompt_shape"] = float(says_right.mean())
+    print(f"verifier within-prompt AUC {report['verifier_within_prompt_auc']:.3f} over {len(mixed)} prompts with "
+          f"right and wrong candidates; the prompt's caption has the lowest loss for {100 * says_right.mean():.1f} % "
+          f"of the candidates (evaluator finds the shape for {100 * right[says_right].mean():.1f} % of those, "
+          f"{100 * right[~says_right].mean() if (~says_right).any() else float('nan'):.1f} % of the others)")
+    with open(os.path.join(out, "report.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+    return report
+
+
+def rescore(out: str, timesteps: list[int], key: int) -> dict:
+    """Per-timestep relative losses of every candidate (fresh noise), their AUCs and best-of-n picks."""
+    import jax
+    import jax.numpy as jnp
+
+    from cogvideox_jax.diffusion.training_targets import add_noise, alphas_cumprod_table, velocity_target
+    from cogvideox_jax.pipeline import CogVideoXPipeline
+    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
+    from cogvideox_jax.train.object_loss_weight import object_loss_weights
+
+    info = json.load(open(os.path.join(out, "settings.json"), encoding="utf-8"))
+    settings, n = info["sampling"], info["candidates"]
+    pipe = CogVideoXPipeline.from_pretrained(info["checkpoint"])
+    tr, params = pipe.components.transformer, pipe.components.transformer_params
+    ac = alphas_cumprod_table(pipe.components.scheduler_config)
+
+    @jax.jit
+    def per_timestep(x0, text, rng):     # text (K, B, L, D) -> (T, 2: weighted / unweighted, B, K)
+        k, b = text.shape[:2]
+        w = object_loss_weights(x0, float(settings.get("selection_object_weight", 4.0)), 1.5)
+        flat = text.reshape(k * b, *text.shape[2:])
+
+        def one(_, t):
+            noise = jax.random.normal(jax.random.fold_in(rng, t), x0.shape, jnp.float32)
+            tt = jnp.full((b,), t, jnp.int32)
+            v = tr.apply({"params": params}, jnp.concatenate([add_noise(ac, x0, noise, tt)] * k), flat,
+                         jnp.full((k * b,), t, jnp.int32)).astype(jnp.float32)
+            err = jnp.square(v.reshape(k, *x0.shape) - velocity_target(ac, x0, noise, tt))
+            axes = tuple(range(2, err.ndim))
+            return None, jnp.stack([(err * w).mean(axis=axes).T, err.mean(axis=axes).T])
+
+        return jax.lax.scan(one, None, jnp.asarray(timesteps, jnp.int32))[1]
+
+    meta = [json.loads(line) for line in open(os.path.join(out, "metadata.jsonl"), encoding="utf-8")]
+    captions = {m["prompt"]: m["caption"] for m in meta}
+    losses = {}
+    for path in sorted(glob.glob(os.path.join(out, "latents_seed*_*.npy"))):
+        name = os.path.basename(path)[len("latents_seed"):-len(".npy")]
+        seed, start = (int(x) for x in name.split("_"))
+        latents = jnp.asarray(np.load(path))
+        caps = [captions[i] for i in range(start, start + latents.shape[0] // n)]
+        cond = jnp.repeat(pipe.encode_prompt(caps), n, axis=0)
+        contrast, mask = pipe._contrast_batch(
+            caps, [contrast_prompts(c, [tuple(settings["contrast_words"])]) for c in caps], 1.0)
+        contrast = jnp.repeat(contrast.reshape(mask.shape + contrast.shape[1:]), n, axis=1)
+        out_t = np.asarray(per_timestep(latents, jnp.concatenate([cond[None], contrast]), jax.random.PRNGKey(key)))
+        for j in range(latents.shape[0]):
+            losses[(seed, start + j // n, j % n)] = out_t[:, :, j, :]
+        print(f"rescored {os.path.basename(path)}", flush=True)
+    evaluation = {r["video"]: r for r in json.load(open(os.path.join(out, "evaluation.json"), encoding="utf-8"))}
+    groups = defaultdict(list)
+    for m in meta:     # padded contrasts (none for the shapes prompts) would need the mask; all 5 are real here
+        groups[(m["seed"], m["prompt"])].append((m["candidate"], bool(evaluation[m["video"]]["correct"]["shape"]),
+                                                 losses[(m["seed"], m["prompt"], m["candidate"])]))
+
+    def relative(l, ts, weighted=True):
+        x = l[ts, 0 if weighted else 1].mean(axis=0)
+        return x[0] / x.mean()
+
+    def auc(score):
+        wins = pairs = 0
+        for g in groups.values():
+            right = [score(l) for _, ok, l in g if ok]
+            wrong = [score(l) for _, ok, l in g if not ok]
+            for a in right:
+                for b in wrong:
+                    pairs += 1
+                    wins += (a < b) + 0.5 * (a == b)
+        return wins / pairs
+
+    def best_of(score, k):
+        return float(np.mean([min(sorted(g)[:k], key=lambda c: score(c[2]))[1] for g in groups.values()]))
+
+    report = {"timesteps": timesteps, "key": key, "per_timestep": [], "sets": []}
+    for i, t in enumerate(timesteps):
+        row = {"t": t, "auc_weighted": auc(lambda l: relative(l, [i])), "auc_unweighted": auc(lambda l: relative(l, [i], False))}
+        report["per_timestep"].append(row)
+        print(f"t = {t:4d}: AUC {row['auc_weighted']:.3f} (unweighted {row['auc_unweighted']:.3f})")
+    sets = [list(range(len(timesteps)))] + [[i for i, t in enumerate(timesteps) if lo <= t <= hi]
+                                            for lo, hi in ((0, 150), (50, 450), (250, 1000))]
+    for ts in dict.fromkeys(tuple(s) for s in sets if s):
+        ts = list(ts)
+        score = lambda l, ts=ts: relative(l, ts)  # noqa: E731
+        row = {"timesteps": [timesteps[i] for i in ts], "auc": auc(score),
+               "shape_best_of": {k: best_of(score, k) for k in (2, 4, n) if k <= n}}
+        report["sets"].append(row)
+        print(f"t in {row['timesteps']}: AUC {row['auc']:.3f}, shape of the pick "
+              + ", ".join(f"best of {k} {100 * v:.1f} %" for k, v in row["shape_best_of"].items()))
+    with open(os.path.join(out, f"rescore_{key}.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+    return report
+
+
+def main(argv=None) -> None:
+    from cogvideox_jax.pipeline.default_model import default_checkpoint
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="the pool's folder (mp4s, metadata.jsonl, latents, reports)")
+    p.add_argument("--checkpoint", default=None, help="a shapes checkpoint (default: the package's)")
+    p.add_argument("--dataset", default=None, help="a shapes dataset folder (default: regenerate the recipe's)")
+    p.add_argument("--candidates", type=int, default=8)
+    p.add_argument("--steps", type=int, default=25, help="sampling steps (0: the checkpoint's sampling.json)")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--limit", type=int, default=None, help="the first LIMIT held-out prompts only")
+    p.add_argument("--analyze", action="store_true", help="only redo the tables of a finished pool")
+    p.add_argument("--rescore", default=None, help="timesteps (comma-separated) to score a finished pool at again")
+    p.add_argument("--rescore-key", type=int, default=7, help="the noise key of --rescore")
+    args = p.parse_args(argv)
+    if args.rescore:
+        rescore(args.out, [int(t) for t in args.rescore.split(",")], args.rescore_key)
+        return
+    if not args.analyze:
+        if args.candidates < 2:
+            raise SystemExit("--candidates must be >= 2")
+        if glob.glob(os.path.join(args.out, "metadata.jsonl")):
+            raise SystemExit(f"{args.out} already holds a pool: --analyze, or another --out")
+        from cogvideox_jax.train.shapes_recipe import split_prompts
+
+        with tempfile.TemporaryDirectory() as tmp:
+            dataset = args.dataset
+            if dataset is None:
+                from configs.shapes import get_config
+                from cogvideox_jax.data.shapes.make_dataset import ShapesConfig, make_dataset
+
+                d = get_config().dataset
+                dataset = os.path.join(tmp, "dataset")
+                make_dataset(dataset, ShapesConfig(num_train=d.num_train, num_heldout=d.num_heldout,
+                                                   num_frames=d.num_frames, height=d.size, width=d.size, seed=d.seed))
+            rows = split_prompts(dataset, "heldout", args.limit)
+        sample_pool(args.checkpoint or default_checkpoint(), rows, [int(s) for s in args.seeds.split(",")],
+                    args.out, args.candidates, args.steps or None)
+        evaluate_pool(args.out)
+    analyze(args.out)
+
+
+if __name__ == "__main__":
+    main()
