@@ -128,3 +128,22 @@ def test_cli_sample_uses_the_checkpoints_candidates_and_turns_them_off_without_a
     assert np.abs(videos["default"] - videos["one"]).mean() > 0.5      # another noise draw, then a choice
     assert main(["sample", "--prompt", "a red blob moves left", "--steps", "2", "--out", str(tmp_path / "x.mp4")]) == 0
     assert "candidate selection off" in capsys.readouterr().out
+
+
+def test_selection_on_a_mesh_keeps_the_single_device_candidates(pipe):
+    """With the parameters sharded (fsdp) and the candidates' batch split over ``data``, the scoring
+    (jitted without shardings) keeps the same candidates: the videos equal single-device sampling's."""
+    from cogvideox_jax.pipeline.cogvideox_pipeline import CogVideoXPipeline
+    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
+    from cogvideox_jax.pipeline.default_model import default_checkpoint
+
+    prompts = ["a large red cross moves to the left", "a small blue circle drifting upward"]
+    sel = CandidateSelection(candidates=2, timesteps=(100, 300), repeats=1)
+    kw = dict(num_inference_steps=3, guidance_scale=6.0, seed=1, progress=False, contrast_scale=4.0, selection=sel,
+              contrast_prompts=[contrast_prompts(p, [("circle", "cross", "square")]) for p in prompts])
+    sharded = CogVideoXPipeline.from_pretrained(default_checkpoint(), mesh="data=2,fsdp=4")
+    assert sharded.components.transformer.mesh is sharded.mesh
+    assert any(len(leaf.sharding.device_set) == 8 and not leaf.sharding.is_fully_replicated
+               for leaf in jax.tree_util.tree_leaves(sharded.components.transformer_params))
+    np.testing.assert_allclose(sharded(prompts, **kw), pipe(prompts, **kw), atol=1e-4, rtol=0)
+    # (a different candidate kept would differ by far more: test_pipeline_keeps_each_prompts_best_candidate)
