@@ -17,9 +17,9 @@ pipeline returns with ``candidates=n``; with n = ``--candidates`` exactly the re
 the best candidate by the evaluator (the oracle: what a perfect verifier would reach); and the
 verifier's within-prompt AUC: over the prompts with both right and wrong shapes among their
 candidates, how often a right one scores lower than a wrong one (0.5: no better than chance).
-``--rescore T,...`` scores the pool's latents again, one fresh noise draw per timestep (``--rescore-key``),
-and prints the AUC of each timestep alone (object-weighted as the verifier, and unweighted) and of
-sets of them, with the shape of their best-of-n picks.
+``--rescore T,...`` scores the pool's latents again with the verifier's loss, one fresh noise draw per
+timestep (``--rescore-key``), and prints the AUC of each timestep alone and of sets of them, with the
+shape of their best-of-n picks.
 BENCHMARKS.md, "Embedded default model", twenty-third session.
 """
 from __future__ import annotations
@@ -171,33 +171,27 @@ def rescore(out: str, timesteps: list[int], key: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from cogvideox_jax.diffusion.training_targets import add_noise, alphas_cumprod_table, velocity_target
+    import functools
+
+    from cogvideox_jax.diffusion.training_targets import alphas_cumprod_table
     from cogvideox_jax.pipeline import CogVideoXPipeline
+    from cogvideox_jax.pipeline.candidate_selection import caption_losses, selection_from_settings
     from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
-    from cogvideox_jax.train.object_loss_weight import object_loss_weights
 
     info = json.load(open(os.path.join(out, "settings.json"), encoding="utf-8"))
     settings, n = info["sampling"], info["candidates"]
+    sel = selection_from_settings(settings)
     pipe = CogVideoXPipeline.from_pretrained(info["checkpoint"])
     tr, params = pipe.components.transformer, pipe.components.transformer_params
     ac = alphas_cumprod_table(pipe.components.scheduler_config)
 
-    @jax.jit
-    def per_timestep(x0, text, rng):     # text (K, B, L, D) -> (T, 2: weighted / unweighted, B, K)
-        k, b = text.shape[:2]
-        w = object_loss_weights(x0, float(settings.get("selection_object_weight", 4.0)), 1.5)
-        flat = text.reshape(k * b, *text.shape[2:])
+    @functools.partial(jax.jit, static_argnums=2)
+    def at_timestep(x0, text, t, rng):     # text (K, B, L, D) -> (B, K): the verifier's losses at t alone
+        fn = lambda x, txt, tt: tr.apply({"params": params}, x, txt, tt)  # noqa: E731
+        return caption_losses(fn, x0, text, ac, (t,), rng, 1, sel.object_weight, sel.object_threshold)
 
-        def one(_, t):
-            noise = jax.random.normal(jax.random.fold_in(rng, t), x0.shape, jnp.float32)
-            tt = jnp.full((b,), t, jnp.int32)
-            v = tr.apply({"params": params}, jnp.concatenate([add_noise(ac, x0, noise, tt)] * k), flat,
-                         jnp.full((k * b,), t, jnp.int32)).astype(jnp.float32)
-            err = jnp.square(v.reshape(k, *x0.shape) - velocity_target(ac, x0, noise, tt))
-            axes = tuple(range(2, err.ndim))
-            return None, jnp.stack([(err * w).mean(axis=axes).T, err.mean(axis=axes).T])
-
-        return jax.lax.scan(one, None, jnp.asarray(timesteps, jnp.int32))[1]
+    def per_timestep(x0, text, rng):       # (T, B, K), a fresh noise draw per timestep
+        return np.stack([np.asarray(at_timestep(x0, text, t, jax.random.fold_in(rng, t))) for t in timesteps])
 
     meta = [json.loads(line) for line in open(os.path.join(out, "metadata.jsonl"), encoding="utf-8")]
     captions = {m["prompt"]: m["caption"] for m in meta}
@@ -213,7 +207,7 @@ def rescore(out: str, timesteps: list[int], key: int) -> dict:
         contrast = jnp.repeat(contrast.reshape(mask.shape + contrast.shape[1:]), n, axis=1)
         out_t = np.asarray(per_timestep(latents, jnp.concatenate([cond[None], contrast]), jax.random.PRNGKey(key)))
         for j in range(latents.shape[0]):
-            losses[(seed, start + j // n, j % n)] = out_t[:, :, j, :]
+            losses[(seed, start + j // n, j % n)] = out_t[:, j, :]
         print(f"rescored {os.path.basename(path)}", flush=True)
     evaluation = {r["video"]: r for r in json.load(open(os.path.join(out, "evaluation.json"), encoding="utf-8"))}
     groups = defaultdict(list)
@@ -221,8 +215,8 @@ def rescore(out: str, timesteps: list[int], key: int) -> dict:
         groups[(m["seed"], m["prompt"])].append((m["candidate"], bool(evaluation[m["video"]]["correct"]["shape"]),
                                                  losses[(m["seed"], m["prompt"], m["candidate"])]))
 
-    def relative(l, ts, weighted=True):
-        x = l[ts, 0 if weighted else 1].mean(axis=0)
+    def relative(l, ts):
+        x = l[ts].mean(axis=0)
         return x[0] / x.mean()
 
     def auc(score):
@@ -241,9 +235,9 @@ def rescore(out: str, timesteps: list[int], key: int) -> dict:
 
     report = {"timesteps": timesteps, "key": key, "per_timestep": [], "sets": []}
     for i, t in enumerate(timesteps):
-        row = {"t": t, "auc_weighted": auc(lambda l: relative(l, [i])), "auc_unweighted": auc(lambda l: relative(l, [i], False))}
+        row = {"t": t, "auc": auc(lambda l, i=i: relative(l, [i]))}
         report["per_timestep"].append(row)
-        print(f"t = {t:4d}: AUC {row['auc_weighted']:.3f} (unweighted {row['auc_unweighted']:.3f})")
+        print(f"t = {t:4d}: AUC {row['auc']:.3f}")
     sets = [list(range(len(timesteps)))] + [[i for i, t in enumerate(timesteps) if lo <= t <= hi]
                                             for lo, hi in ((0, 150), (50, 450), (250, 1000))]
     for ts in dict.fromkeys(tuple(s) for s in sets if s):
