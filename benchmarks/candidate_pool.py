@@ -168,10 +168,10 @@ def analyze(out: str) -> dict:
 
 def rescore(out: str, timesteps: list[int], key: int) -> dict:
     """Per-timestep relative losses of every candidate (fresh noise), their AUCs and best-of-n picks."""
+    import functools
+
     import jax
     import jax.numpy as jnp
-
-    import functools
 
     from cogvideox_jax.diffusion.training_targets import alphas_cumprod_table
     from cogvideox_jax.pipeline import CogVideoXPipeline
