@@ -41,15 +41,11 @@ BATCH = 20   # prompts per pipeline call, as sample_prompts (the recipe's evalua
 
 
 def sample_pool(checkpoint: str, rows: list[dict], seeds, out: str, candidates: int, steps: int | None) -> None:
-    import jax
-    import jax.numpy as jnp
-
     from cogvideox_jax.data.video_io import write_video
     from cogvideox_jax.pipeline import CogVideoXPipeline
-    from cogvideox_jax.pipeline.candidate_selection import caption_losses, relative_prompt_loss, selection_from_settings
+    from cogvideox_jax.pipeline.candidate_selection import selection_from_settings
     from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
     from cogvideox_jax.pipeline.default_model import sampling_defaults
-    from cogvideox_jax.diffusion.training_targets import alphas_cumprod_table
 
     settings = sampling_defaults(checkpoint)
     selection = selection_from_settings(settings, candidates=candidates)
@@ -60,18 +56,7 @@ def sample_pool(checkpoint: str, rows: list[dict], seeds, out: str, candidates: 
         """Scores the candidates as the pipeline's selection does, records the scores, keeps them all."""
 
         def _select_candidates(self, latents, cond_text, contrast_text, contrast_mask, sel, key):
-            if "score" not in kept:
-                tr, ac = self.components.transformer, alphas_cumprod_table(self.components.scheduler_config)
-
-                def score(params, x0, text, mask, key):
-                    fn = lambda x, txt, t: tr.apply({"params": params}, x, txt, t)  # noqa: E731
-                    losses = caption_losses(fn, x0, text, ac, sel.timesteps, key, sel.repeats,
-                                            sel.object_weight, sel.object_threshold)
-                    return relative_prompt_loss(losses, mask), losses
-
-                kept["score"] = jax.jit(score)
-            text = jnp.concatenate([cond_text[None], contrast_text])
-            rel, losses = kept["score"](self.components.transformer_params, latents, text, contrast_mask, key)
+            rel, losses = self.candidate_scores(latents, cond_text, contrast_text, contrast_mask, sel, key)
             kept.update(rel=np.asarray(rel), losses=np.asarray(losses), latents=np.asarray(latents))
             return latents
 
@@ -201,10 +186,8 @@ def rescore(out: str, timesteps: list[int], key: int) -> dict:
         seed, start = (int(x) for x in name.split("_"))
         latents = jnp.asarray(np.load(path))
         caps = [captions[i] for i in range(start, start + latents.shape[0] // n)]
-        cond = jnp.repeat(pipe.encode_prompt(caps), n, axis=0)
-        contrast, mask = pipe._contrast_batch(
-            caps, [contrast_prompts(c, [tuple(settings["contrast_words"])]) for c in caps], 1.0)
-        contrast = jnp.repeat(contrast.reshape(mask.shape + contrast.shape[1:]), n, axis=1)
+        cond, contrast, _ = pipe._candidate_texts(
+            caps, [contrast_prompts(c, [tuple(settings["contrast_words"])]) for c in caps], n, 0.0)
         out_t = np.asarray(per_timestep(latents, jnp.concatenate([cond[None], contrast]), jax.random.PRNGKey(key)))
         for j in range(latents.shape[0]):
             losses[(seed, start + j // n, j % n)] = out_t[:, j, :]

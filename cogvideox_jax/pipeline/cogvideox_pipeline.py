@@ -136,16 +136,12 @@ class CogVideoXPipeline:
             if contrast_prompts is None:
                 raise ValueError("candidate selection needs contrast_prompts: it scores each candidate under its "
                                  "prompt against them")
-        # every text is encoded once per prompt, then repeated for its n candidates (prompt-major)
-        per_candidate = (lambda x: jnp.repeat(x, n, axis=0)) if n > 1 else (lambda x: x)  # noqa: E731
         batch = len(prompts) * n
         do_cfg = guidance_scale > 1.0
-        cond_text = per_candidate(self.encode_prompt(prompts))
-        text = jnp.concatenate([per_candidate(self.encode_prompt(negatives)), cond_text]) if do_cfg else cond_text
-        contrast_text, contrast_mask = self._contrast_batch(prompts, contrast_prompts, 1.0 if n > 1 else contrast_scale)
-        if contrast_mask is not None:   # (K * B, L, D), (K, B) -> per candidate: (K, B * n, L, D), (K, B * n)
-            contrast_text = jnp.repeat(contrast_text.reshape(contrast_mask.shape + contrast_text.shape[1:]), n, axis=1)
-            contrast_mask = jnp.repeat(contrast_mask, n, axis=1)
+        cond_text, contrast_text, contrast_mask = self._candidate_texts(prompts, contrast_prompts, n, contrast_scale)
+        text = cond_text
+        if do_cfg:
+            text = jnp.concatenate([jnp.repeat(self.encode_prompt(negatives), n, axis=0), cond_text])
         num_contrast = 0 if contrast_mask is None or contrast_scale == 0.0 else contrast_mask.shape[0]
         if num_contrast:
             text = jnp.concatenate([text, contrast_text.reshape((-1,) + contrast_text.shape[2:])])
@@ -204,13 +200,20 @@ class CogVideoXPipeline:
         mask = np.asarray([[float(j < len(c)) for c in lists] for j in range(k)], np.float32)
         return self.encode_prompt([q for row in padded for q in row]), jnp.asarray(mask)
 
-    def _select_candidates(self, latents, cond_text, contrast_text, contrast_mask, selection, key):
-        """Keep each prompt's best of its ``N`` candidates (``(B * N, ...)`` prompt-major -> ``(B, ...)``).
-        ``cond_text`` (B * N, L, D) the prompts, ``contrast_text`` (K, B * N, L, D) and ``contrast_mask``
-        (K, B * N) their contrast prompts; with none, the first candidate."""
-        n = selection.candidates
-        if contrast_text is None:
-            return latents[::n]
+    def _candidate_texts(self, prompts, contrast_prompts, n: int, contrast_scale: float):
+        """Each text encoded once and repeated for its ``n`` candidates (prompt-major): the prompts
+        ``(B * n, L, D)``, their contrast prompts ``(K, B * n, L, D)`` and mask ``(K, B * n)``
+        (``_contrast_batch``; encoded whenever the selection needs them, ``n`` > 1)."""
+        cond = jnp.repeat(self.encode_prompt(prompts), n, axis=0)
+        contrast, mask = self._contrast_batch(prompts, contrast_prompts, 1.0 if n > 1 else contrast_scale)
+        if mask is None:
+            return cond, None, None
+        contrast = jnp.repeat(contrast.reshape(mask.shape + contrast.shape[1:]), n, axis=1)
+        return cond, contrast, jnp.repeat(mask, n, axis=1)
+
+    def candidate_scores(self, latents, cond_text, contrast_text, contrast_mask, selection, key):
+        """The verifier's ``(B * N,)`` relative prompt losses and ``(B * N, 1 + K)`` caption losses of the
+        candidates' final ``latents`` (``candidate_selection.py``; texts as ``_candidate_texts``)."""
         if ("select", selection) not in self._compiled:
             transformer = self.components.transformer
             ac = alphas_cumprod_table(self.components.scheduler_config)
@@ -219,13 +222,20 @@ class CogVideoXPipeline:
                 fn = lambda x, txt, t: transformer.apply({"params": params}, x, txt, t)  # noqa: E731
                 losses = caption_losses(fn, x0, text, ac, selection.timesteps, key, selection.repeats,
                                         selection.object_weight, selection.object_threshold)
-                return best_candidates(relative_prompt_loss(losses, mask), n)
+                return relative_prompt_loss(losses, mask), losses
 
             self._compiled[("select", selection)] = jax.jit(score)
         text = jnp.concatenate([cond_text[None], contrast_text])
-        best = self._compiled[("select", selection)](self.components.transformer_params, latents, text,
+        return self._compiled[("select", selection)](self.components.transformer_params, latents, text,
                                                       contrast_mask, key)
-        return latents[best]
+
+    def _select_candidates(self, latents, cond_text, contrast_text, contrast_mask, selection, key):
+        """Keep each prompt's best of its ``N`` candidates (``(B * N, ...)`` prompt-major -> ``(B, ...)``);
+        with no contrast prompts, the first candidate."""
+        if contrast_text is None:
+            return latents[::selection.candidates]
+        relative, _ = self.candidate_scores(latents, cond_text, contrast_text, contrast_mask, selection, key)
+        return latents[best_candidates(relative, selection.candidates)]
 
     def _denoise_fn(self, do_cfg: bool, has_image: bool, ofs, progress: bool, num_contrast: int = 0):
         key = (do_cfg, has_image, ofs, progress, num_contrast)
