@@ -37,15 +37,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-BATCH = 20   # prompts per pipeline call, as sample_prompts (the recipe's evaluation)
-
-
 def sample_pool(checkpoint: str, rows: list[dict], seeds, out: str, candidates: int, steps: int | None) -> None:
     from cogvideox_jax.data.video_io import write_video
     from cogvideox_jax.pipeline import CogVideoXPipeline
     from cogvideox_jax.pipeline.candidate_selection import selection_from_settings
     from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
     from cogvideox_jax.pipeline.default_model import sampling_defaults
+    from cogvideox_jax.train.shapes_recipe import SAMPLE_BATCH, batch_seed
 
     settings = sampling_defaults(checkpoint)
     selection = selection_from_settings(settings, candidates=candidates)
@@ -64,12 +62,12 @@ def sample_pool(checkpoint: str, rows: list[dict], seeds, out: str, candidates: 
     os.makedirs(os.path.join(out, "videos"), exist_ok=True)
     meta, t0 = [], time.time()
     for seed in seeds:
-        for start in range(0, len(rows), BATCH):
-            chunk = rows[start:start + BATCH]
+        for start in range(0, len(rows), SAMPLE_BATCH):
+            chunk = rows[start:start + SAMPLE_BATCH]
             captions = [r["caption"] for r in chunk]
             videos = np.asarray(pipe(
                 captions, num_inference_steps=steps, guidance_scale=float(settings["guidance_scale"]),
-                seed=seed * 100003 + start, progress=False, selection=selection,
+                seed=batch_seed(seed, start), progress=False, selection=selection,
                 contrast_prompts=[contrast_prompts(c, [tuple(settings["contrast_words"])]) for c in captions],
                 contrast_scale=float(settings["contrast_scale"])))
             for j, video in enumerate(videos):
@@ -95,6 +93,19 @@ def evaluate_pool(out: str) -> None:
     with open(os.path.join(out, "evaluation.json"), "w", encoding="utf-8") as f:
         json.dump([{"video": r["video"], "correct": r["correct"], "pred": r["pred"],
                     "temporal_consistency": r["temporal_consistency"]} for r in records], f)
+
+
+def within_prompt_auc(groups) -> float | None:
+    """Over groups of ``(score, right)`` candidates: how often a right one scores lower than a wrong one of
+    its group (ties count half); None when no group has both."""
+    wins = pairs = 0
+    for g in groups:
+        for a, right_a in g:
+            for b, right_b in g:
+                if right_a and not right_b:
+                    pairs += 1
+                    wins += (a < b) + 0.5 * (a == b)
+    return wins / pairs if pairs else None
 
 
 def pick(cands: list[dict], rule: str) -> dict:
@@ -130,15 +141,8 @@ def analyze(out: str) -> dict:
             print(f"{rule:9s} {n:3d}  " + "  ".join(f"{100 * acc[a]:5.1f}" for a in acc) + f"  {tc:.2f} | "
                   + " ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(by_shape.items())))
     mixed = [g for g in groups.values() if 0 < sum(bool(c["correct"]["shape"]) for c in g) < len(g)]
-    wins = pairs = 0
-    for g in mixed:
-        right = [c["relative_loss"] for c in g if c["correct"]["shape"]]
-        wrong = [c["relative_loss"] for c in g if not c["correct"]["shape"]]
-        for a in right:
-            for b in wrong:
-                pairs += 1
-                wins += (a < b) + 0.5 * (a == b)
-    report["verifier_within_prompt_auc"] = wins / pairs if pairs else None
+    report["verifier_within_prompt_auc"] = within_prompt_auc(
+        [(c["relative_loss"], bool(c["correct"]["shape"])) for c in g] for g in groups.values())
     says_right = np.asarray([c["caption_losses"][0] <= min(c["caption_losses"][1:]) for g in groups.values() for c in g])
     right = np.asarray([bool(c["correct"]["shape"]) for g in groups.values() for c in g])
     report["verifier_names_prompt_shape"] = float(says_right.mean())
@@ -203,15 +207,7 @@ def rescore(out: str, timesteps: list[int], key: int) -> dict:
         return x[0] / x.mean()
 
     def auc(score):
-        wins = pairs = 0
-        for g in groups.values():
-            right = [score(l) for _, ok, l in g if ok]
-            wrong = [score(l) for _, ok, l in g if not ok]
-            for a in right:
-                for b in wrong:
-                    pairs += 1
-                    wins += (a < b) + 0.5 * (a == b)
-        return wins / pairs
+        return within_prompt_auc([(score(l), ok) for _, ok, l in g] for g in groups.values())
 
     def best_of(score, k):
         return float(np.mean([min(sorted(g)[:k], key=lambda c: score(c[2]))[1] for g in groups.values()]))

@@ -291,8 +291,16 @@ def split_prompts(dataset: str, split: str = "heldout", limit: int | None = None
     return rows[:limit]
 
 
+SAMPLE_BATCH = 20   # prompts per pipeline call in the evaluation's sampling
+
+
+def batch_seed(seed: int, start: int) -> int:
+    """The pipeline seed of the evaluation's batch that starts at prompt ``start``, for sampling seed ``seed``."""
+    return seed * 100003 + start
+
+
 def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: int, guidance: float,
-                   batch_size: int = 20, progress: bool = True, contrast_scale: float = 0.0,
+                   batch_size: int = SAMPLE_BATCH, progress: bool = True, contrast_scale: float = 0.0,
                    contrast_words: tuple[str, ...] = (), selection=None) -> list[dict]:
     """Sample every (prompt, seed) into ``out`` (mp4 + metadata.jsonl with the target attributes);
     with ``contrast_scale`` > 0, each prompt contrasted with itself naming each other ``contrast_words``;
@@ -313,7 +321,7 @@ def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: in
             captions = [r["caption"] for r in chunk]
             contrasts = [contrast_prompts(c, [contrast_words]) for c in captions]   # guidance and/or selection
             videos = pipe(captions, num_inference_steps=steps, guidance_scale=guidance,
-                          seed=seed * 100003 + start, progress=False, contrast_prompts=contrasts,
+                          seed=batch_seed(seed, start), progress=False, contrast_prompts=contrasts,
                           contrast_scale=contrast_scale, selection=selection)
             for i, (r, v) in enumerate(zip(chunk, np.asarray(videos)), start):
                 rel = f"videos/{i:05d}_seed{seed}.mp4"
