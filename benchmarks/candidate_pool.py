@@ -4,6 +4,7 @@
     python benchmarks/candidate_pool.py --out POOL --candidates 4 --steps 50 --seeds 2,3 --limit 40
     python benchmarks/candidate_pool.py --out POOL --analyze                # redo the tables of a finished pool
     python benchmarks/candidate_pool.py --out POOL --rescore 25,50,100,150,250,350,450,600
+    python benchmarks/candidate_pool.py --out POOL --select 50,150,250,350,450x2 --select 25,50,100x1
 
 For each held-out prompt of the recipe's dataset (regenerated from ``configs/shapes.py`` unless
 ``--dataset`` is given) and each seed, the checkpoint samples ``--candidates`` videos exactly as
@@ -19,8 +20,10 @@ verifier's within-prompt AUC: over the prompts with both right and wrong shapes 
 candidates, how often a right one scores lower than a wrong one (0.5: no better than chance).
 ``--rescore T,...`` scores the pool's latents again with the verifier's loss, one fresh noise draw per
 timestep (``--rescore-key``), and prints the AUC of each timestep alone and of sets of them, with the
-shape of their best-of-n picks.
-BENCHMARKS.md, "Embedded default model", twenty-third session.
+shape of their best-of-n picks. ``--select T,...xR`` scores them again exactly as the pipeline would with
+those selection timesteps and repeats (its own scoring and key), so its pick among all the pool's
+candidates is the video the recipe's evaluation would get with those settings.
+BENCHMARKS.md, "Embedded default model", twenty-third and twenty-fourth sessions.
 """
 from __future__ import annotations
 
@@ -116,12 +119,33 @@ def pick(cands: list[dict], rule: str) -> dict:
     return max(cands, key=lambda c: bool(c["correct"]["shape"]))      # oracle: the first right one
 
 
-def analyze(out: str) -> dict:
+def scores_of(chosen: list[dict], label: str) -> dict:
+    """The evaluator's accuracies, temporal consistency and shape accuracy per asked shape of the ``chosen``
+    candidates, printed as one table row after ``label``."""
+    acc = {a: float(np.mean([bool(c["correct"][a]) for c in chosen if c["correct"][a] is not None]))
+           for a in ("color", "direction", "shape", "size")}
+    by_shape = defaultdict(list)
+    for c in chosen:
+        by_shape[c["shape"]].append(bool(c["correct"]["shape"]))
+    tc = float(np.mean([c["temporal_consistency"] for c in chosen]))
+    print(label + "  ".join(f"{100 * acc[a]:5.1f}" for a in acc) + f"  {tc:.2f} | "
+          + " ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(by_shape.items())))
+    return {"accuracy": acc, "temporal_consistency": tc,
+            "shape_by_target": {k: [int(sum(v)), len(v)] for k, v in sorted(by_shape.items())}}
+
+
+def pool_groups(out: str) -> dict:
+    """``{(seed, prompt): [candidate, ...]}``: each candidate's metadata with its evaluation."""
     meta = [json.loads(line) for line in open(os.path.join(out, "metadata.jsonl"), encoding="utf-8")]
     evaluation = {r["video"]: r for r in json.load(open(os.path.join(out, "evaluation.json"), encoding="utf-8"))}
     groups = defaultdict(list)
     for m in meta:
         groups[(m["seed"], m["prompt"])].append({**m, **evaluation[m["video"]]})
+    return groups
+
+
+def analyze(out: str) -> dict:
+    groups = pool_groups(out)
     n_max = max(len(g) for g in groups.values())
     ns = [n for n in (1, 2, 4, 8, 16, 32) if n < n_max] + [n_max]
     report = {"prompts_x_seeds": len(groups), "candidates": n_max, "rows": []}
@@ -130,16 +154,7 @@ def analyze(out: str) -> dict:
     for rule in ("first", "verifier", "oracle"):
         for n in ([1] if rule == "first" else [n for n in ns if n > 1]):
             chosen = [pick(sorted(g, key=lambda c: c["candidate"])[:n], rule) for g in groups.values()]
-            acc = {a: float(np.mean([bool(c["correct"][a]) for c in chosen if c["correct"][a] is not None]))
-                   for a in ("color", "direction", "shape", "size")}
-            by_shape = defaultdict(list)
-            for c in chosen:
-                by_shape[c["shape"]].append(bool(c["correct"]["shape"]))
-            tc = float(np.mean([c["temporal_consistency"] for c in chosen]))
-            report["rows"].append({"pick": rule, "n": n, "accuracy": acc, "temporal_consistency": tc,
-                                   "shape_by_target": {k: [int(sum(v)), len(v)] for k, v in sorted(by_shape.items())}})
-            print(f"{rule:9s} {n:3d}  " + "  ".join(f"{100 * acc[a]:5.1f}" for a in acc) + f"  {tc:.2f} | "
-                  + " ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(by_shape.items())))
+            report["rows"].append({"pick": rule, "n": n, **scores_of(chosen, f"{rule:9s} {n:3d}  ")})
     mixed = [g for g in groups.values() if 0 < sum(bool(c["correct"]["shape"]) for c in g) < len(g)]
     report["verifier_within_prompt_auc"] = within_prompt_auc(
         [(c["relative_loss"], bool(c["correct"]["shape"])) for c in g] for g in groups.values())
@@ -155,6 +170,78 @@ def analyze(out: str) -> dict:
     return report
 
 
+def pool_batches(out: str, pipe, n: int, settings: dict):
+    """Per sampling batch of the pool: ``(seed, start, latents (B * n, ...), texts)``, the texts as the pipeline
+    prepares them for its selection (``CogVideoXPipeline._candidate_texts``: cond, contrast, mask)."""
+    import jax.numpy as jnp
+
+    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
+
+    captions = {m["prompt"]: m["caption"] for g in pool_groups(out).values() for m in g}
+    for path in sorted(glob.glob(os.path.join(out, "latents_seed*_*.npy"))):
+        name = os.path.basename(path)[len("latents_seed"):-len(".npy")]
+        seed, start = (int(x) for x in name.split("_"))
+        latents = jnp.asarray(np.load(path))
+        caps = [captions[i] for i in range(start, start + latents.shape[0] // n)]
+        texts = pipe._candidate_texts(
+            caps, [contrast_prompts(c, [tuple(settings["contrast_words"])]) for c in caps], n, 0.0)
+        yield (seed, start, latents, *texts)
+        print(f"scored {os.path.basename(path)}", flush=True)
+
+
+def select_again(out: str, specs: list[str]) -> dict:
+    """The pipeline's own pick among the pool's candidates under other selection settings, each ``spec``
+    ``"T,T,...xR"`` (timesteps x repeats). Scored by ``CogVideoXPipeline.candidate_scores`` with the key the
+    pipeline uses for that batch's seed, so the pick is exactly the video that
+    ``CogVideoXPipeline(..., selection=CandidateSelection(N, T, R))`` returns: the candidates do not depend on
+    the selection's settings. Prints the evaluator's scores of the picks (and of the best of the first n
+    candidates by the same scores) and the AUC."""
+    import dataclasses
+
+    import jax
+
+    from cogvideox_jax.pipeline import CogVideoXPipeline
+    from cogvideox_jax.pipeline.candidate_selection import selection_from_settings
+    from cogvideox_jax.train.shapes_recipe import batch_seed
+
+    info = json.load(open(os.path.join(out, "settings.json"), encoding="utf-8"))
+    settings, n = info["sampling"], info["candidates"]
+    pipe = CogVideoXPipeline.from_pretrained(info["checkpoint"])
+    groups = pool_groups(out)
+    recorded = {(c["seed"], c["prompt"], c["candidate"]): c["relative_loss"] for g in groups.values() for c in g}
+    checked = False
+    report = []
+    for spec in specs:
+        ts, _, repeats = spec.partition("x")
+        sel = dataclasses.replace(selection_from_settings(settings, candidates=n),
+                                  timesteps=tuple(int(t) for t in ts.split(",")), repeats=int(repeats or 1))
+        scores = {}
+        for seed, start, latents, cond, contrast, mask in pool_batches(out, pipe, n, settings):
+            key = jax.random.fold_in(jax.random.PRNGKey(batch_seed(seed, start)), 3)    # as CogVideoXPipeline
+            rel, _ = pipe.candidate_scores(latents, cond, contrast, mask, sel, key)
+            if not checked:    # the key is the pipeline's: the pool's own selection gives the recorded scores
+                own, _ = pipe.candidate_scores(latents, cond, contrast, mask,
+                                               selection_from_settings(settings, candidates=n), key)
+                diff = max(abs(float(r) - recorded[(seed, start + j // n, j % n)]) for j, r in enumerate(np.asarray(own)))
+                if diff > 1e-4:
+                    raise SystemExit(f"the pool's own selection rescored differs from its record by {diff:.2e}")
+                print(f"checked: the pool's own selection gives its recorded scores (max |diff| {diff:.1e})")
+                checked = True
+            scores.update({(seed, start + j // n, j % n): float(r) for j, r in enumerate(np.asarray(rel))})
+        row = {"timesteps": list(sel.timesteps), "repeats": sel.repeats, "best_of": {},
+               "auc": within_prompt_auc([(scores[(c["seed"], c["prompt"], c["candidate"])], bool(c["correct"]["shape"]))
+                                         for c in g] for g in groups.values())}
+        print(f"selection at t = {list(sel.timesteps)} x {sel.repeats}: AUC {row['auc']:.3f}")
+        for k in sorted({k for k in (2, 4) if k < n} | {n}):
+            chosen = [min(sorted(g, key=lambda c: c["candidate"])[:k],
+                          key=lambda c: scores[(c["seed"], c["prompt"], c["candidate"])]) for g in groups.values()]
+            row["best_of"][k] = scores_of(chosen, f"  best of {k:2d}{' (the pipeline)' if k == n else '':15s}")
+        report.append(row)
+    with open(os.path.join(out, "select_again.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+    return report
+
+
 def rescore(out: str, timesteps: list[int], key: int) -> dict:
     """Per-timestep relative losses of every candidate (fresh noise), their AUCs and best-of-n picks."""
     import functools
@@ -165,7 +252,6 @@ def rescore(out: str, timesteps: list[int], key: int) -> dict:
     from cogvideox_jax.diffusion.training_targets import alphas_cumprod_table
     from cogvideox_jax.pipeline import CogVideoXPipeline
     from cogvideox_jax.pipeline.candidate_selection import caption_losses, selection_from_settings
-    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
 
     info = json.load(open(os.path.join(out, "settings.json"), encoding="utf-8"))
     settings, n = info["sampling"], info["candidates"]
@@ -182,25 +268,14 @@ def rescore(out: str, timesteps: list[int], key: int) -> dict:
     def per_timestep(x0, text, rng):       # (T, B, K), a fresh noise draw per timestep
         return np.stack([np.asarray(at_timestep(x0, text, t, jax.random.fold_in(rng, t))) for t in timesteps])
 
-    meta = [json.loads(line) for line in open(os.path.join(out, "metadata.jsonl"), encoding="utf-8")]
-    captions = {m["prompt"]: m["caption"] for m in meta}
     losses = {}
-    for path in sorted(glob.glob(os.path.join(out, "latents_seed*_*.npy"))):
-        name = os.path.basename(path)[len("latents_seed"):-len(".npy")]
-        seed, start = (int(x) for x in name.split("_"))
-        latents = jnp.asarray(np.load(path))
-        caps = [captions[i] for i in range(start, start + latents.shape[0] // n)]
-        cond, contrast, _ = pipe._candidate_texts(
-            caps, [contrast_prompts(c, [tuple(settings["contrast_words"])]) for c in caps], n, 0.0)
+    for seed, start, latents, cond, contrast, _ in pool_batches(out, pipe, n, settings):
         out_t = np.asarray(per_timestep(latents, jnp.concatenate([cond[None], contrast]), jax.random.PRNGKey(key)))
         for j in range(latents.shape[0]):
             losses[(seed, start + j // n, j % n)] = out_t[:, j, :]
-        print(f"rescored {os.path.basename(path)}", flush=True)
-    evaluation = {r["video"]: r for r in json.load(open(os.path.join(out, "evaluation.json"), encoding="utf-8"))}
-    groups = defaultdict(list)
-    for m in meta:     # padded contrasts (none for the shapes prompts) would need the mask; all 5 are real here
-        groups[(m["seed"], m["prompt"])].append((m["candidate"], bool(evaluation[m["video"]]["correct"]["shape"]),
-                                                 losses[(m["seed"], m["prompt"], m["candidate"])]))
+    groups = {k: [(c["candidate"], bool(c["correct"]["shape"]), losses[(c["seed"], c["prompt"], c["candidate"])])
+                  for c in g] for k, g in pool_groups(out).items()}
+    # padded contrasts (none for the shapes prompts) would need the mask; all 5 are real here
 
     def relative(l, ts):
         x = l[ts].mean(axis=0)
@@ -246,7 +321,12 @@ def main(argv=None) -> None:
     p.add_argument("--analyze", action="store_true", help="only redo the tables of a finished pool")
     p.add_argument("--rescore", default=None, help="timesteps (comma-separated) to score a finished pool at again")
     p.add_argument("--rescore-key", type=int, default=7, help="the noise key of --rescore")
+    p.add_argument("--select", action="append", default=None, metavar="T,T,...xR",
+                   help="the pipeline's exact pick under these selection timesteps x repeats (repeatable)")
     args = p.parse_args(argv)
+    if args.select:
+        select_again(args.out, args.select)
+        return
     if args.rescore:
         rescore(args.out, [int(t) for t in args.rescore.split(",")], args.rescore_key)
         return
