@@ -144,7 +144,7 @@ def transformer_finetune_config() -> TrainConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    steps: int = 50
+    steps: int = 25                 # 25 DPM steps score as 50 do (BENCHMARKS.md, twenty-third session)
     guidance_scale: float = 6.0
     scheduler: str = "dpm"          # the 5B's CogVideoXDPMScheduler (v-prediction, zero terminal SNR)
     # Contrast guidance (cogvideox_jax/pipeline/contrast_prompts.py): each prompt is also contrasted
@@ -157,7 +157,9 @@ class SamplingConfig:
     # samples, judged by the model itself: its v-loss under the prompt relative to the contrast prompts,
     # at `selection_timesteps` (x `selection_repeats` noise draws), the object's latent cells weighted
     # 1 + `selection_object_weight` as in training. 1 turns it off (BENCHMARKS.md, twenty-second session).
-    candidates: int = 4
+    # 8 candidates x 25 steps cost the sampling of 4 x 50 and picked no worse on both pairs of seeds
+    # (twenty-fourth session).
+    candidates: int = 8
     selection_timesteps: tuple[int, ...] = (50, 150, 250, 350, 450)
     selection_repeats: int = 2
     selection_object_weight: float = 4.0
