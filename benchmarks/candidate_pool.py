@@ -170,14 +170,15 @@ def analyze(out: str) -> dict:
     return report
 
 
-def pool_batches(out: str, pipe, n: int, settings: dict):
-    """Per sampling batch of the pool: ``(seed, start, latents (B * n, ...), texts)``, the texts as the pipeline
-    prepares them for its selection (``CogVideoXPipeline._candidate_texts``: cond, contrast, mask)."""
+def pool_batches(out: str, groups: dict, pipe, n: int, settings: dict):
+    """Per sampling batch of the pool (``groups``: ``pool_groups(out)``): ``(seed, start, latents (B * n, ...),
+    texts)``, the texts as the pipeline prepares them for its selection (``CogVideoXPipeline._candidate_texts``:
+    cond, contrast, mask)."""
     import jax.numpy as jnp
 
     from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
 
-    captions = {m["prompt"]: m["caption"] for g in pool_groups(out).values() for m in g}
+    captions = {m["prompt"]: m["caption"] for g in groups.values() for m in g}
     for path in sorted(glob.glob(os.path.join(out, "latents_seed*_*.npy"))):
         name = os.path.basename(path)[len("latents_seed"):-len(".npy")]
         seed, start = (int(x) for x in name.split("_"))
@@ -216,7 +217,7 @@ def select_again(out: str, specs: list[str]) -> dict:
         sel = dataclasses.replace(selection_from_settings(settings, candidates=n),
                                   timesteps=tuple(int(t) for t in ts.split(",")), repeats=int(repeats or 1))
         scores = {}
-        for seed, start, latents, cond, contrast, mask in pool_batches(out, pipe, n, settings):
+        for seed, start, latents, cond, contrast, mask in pool_batches(out, groups, pipe, n, settings):
             key = jax.random.fold_in(jax.random.PRNGKey(batch_seed(seed, start)), 3)    # as CogVideoXPipeline
             rel, _ = pipe.candidate_scores(latents, cond, contrast, mask, sel, key)
             if not checked:    # the key is the pipeline's: the pool's own selection gives the recorded scores
@@ -268,13 +269,13 @@ def rescore(out: str, timesteps: list[int], key: int) -> dict:
     def per_timestep(x0, text, rng):       # (T, B, K), a fresh noise draw per timestep
         return np.stack([np.asarray(at_timestep(x0, text, t, jax.random.fold_in(rng, t))) for t in timesteps])
 
-    losses = {}
-    for seed, start, latents, cond, contrast, _ in pool_batches(out, pipe, n, settings):
+    pool, losses = pool_groups(out), {}
+    for seed, start, latents, cond, contrast, _ in pool_batches(out, pool, pipe, n, settings):
         out_t = np.asarray(per_timestep(latents, jnp.concatenate([cond[None], contrast]), jax.random.PRNGKey(key)))
         for j in range(latents.shape[0]):
             losses[(seed, start + j // n, j % n)] = out_t[:, j, :]
     groups = {k: [(c["candidate"], bool(c["correct"]["shape"]), losses[(c["seed"], c["prompt"], c["candidate"])])
-                  for c in g] for k, g in pool_groups(out).items()}
+                  for c in g] for k, g in pool.items()}
     # padded contrasts (none for the shapes prompts) would need the mask; all 5 are real here
 
     def relative(l, ts):
