@@ -187,7 +187,6 @@ def pool_batches(out: str, groups: dict, pipe, n: int, settings: dict):
         texts = pipe._candidate_texts(
             caps, [contrast_prompts(c, [tuple(settings["contrast_words"])]) for c in caps], n, 0.0)
         yield (seed, start, latents, *texts)
-        print(f"scored {os.path.basename(path)}", flush=True)
 
 
 def select_again(out: str, specs: list[str]) -> dict:
@@ -210,6 +209,7 @@ def select_again(out: str, specs: list[str]) -> dict:
     pipe = CogVideoXPipeline.from_pretrained(info["checkpoint"])
     groups = pool_groups(out)
     recorded = {(c["seed"], c["prompt"], c["candidate"]): c["relative_loss"] for g in groups.values() for c in g}
+    batches = list(pool_batches(out, groups, pipe, n, settings))     # read and encoded once for every spec
     checked = False
     report = []
     for spec in specs:
@@ -217,7 +217,7 @@ def select_again(out: str, specs: list[str]) -> dict:
         sel = dataclasses.replace(selection_from_settings(settings, candidates=n),
                                   timesteps=tuple(int(t) for t in ts.split(",")), repeats=int(repeats or 1))
         scores = {}
-        for seed, start, latents, cond, contrast, mask in pool_batches(out, groups, pipe, n, settings):
+        for seed, start, latents, cond, contrast, mask in batches:
             key = jax.random.fold_in(jax.random.PRNGKey(batch_seed(seed, start)), 3)    # as CogVideoXPipeline
             rel, _ = pipe.candidate_scores(latents, cond, contrast, mask, sel, key)
             if not checked:    # the key is the pipeline's: the pool's own selection gives the recorded scores
@@ -274,6 +274,7 @@ def rescore(out: str, timesteps: list[int], key: int) -> dict:
         out_t = np.asarray(per_timestep(latents, jnp.concatenate([cond[None], contrast]), jax.random.PRNGKey(key)))
         for j in range(latents.shape[0]):
             losses[(seed, start + j // n, j % n)] = out_t[:, j, :]
+        print(f"rescored seed {seed}, prompts from {start}", flush=True)
     groups = {k: [(c["candidate"], bool(c["correct"]["shape"]), losses[(c["seed"], c["prompt"], c["candidate"])])
                   for c in g] for k, g in pool.items()}
     # padded contrasts (none for the shapes prompts) would need the mask; all 5 are real here

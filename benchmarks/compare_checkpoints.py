@@ -20,8 +20,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-COMPONENTS = ("text_encoder", "vae", "transformer")
-
 
 def compare_params(a: str, b: str) -> bool:
     import jax
@@ -30,8 +28,8 @@ def compare_params(a: str, b: str) -> bool:
 
     la = jax.tree_util.tree_leaves_with_path(restore_params(a))
     lb = jax.tree_util.tree_leaves_with_path(restore_params(b))
-    if [k for k, _ in la] != [k for k, _ in lb]:
-        print(f"{a}: the parameter trees differ")
+    if [(k, np.shape(x)) for k, x in la] != [(k, np.shape(y)) for k, y in lb]:
+        print(f"{a}: the parameter trees or shapes differ")
         return False
     same = all(np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y) for (_, x), (_, y) in zip(la, lb))
     worst = max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))) for (_, x), (_, y) in zip(la, lb))
@@ -57,12 +55,14 @@ def main(argv=None) -> int:
     p.add_argument("checkpoint")
     p.add_argument("other", nargs="?", help="default: the package's default model")
     args = p.parse_args(argv)
+    from cogvideox_jax.convert.pipeline_checkpoint import MODEL_COMPONENTS
+
     if args.other is None:
         from cogvideox_jax.pipeline.default_model import default_checkpoint
 
         args.other = default_checkpoint()
     ok = all([compare_params(os.path.join(args.checkpoint, c, "params"), os.path.join(args.other, c, "params"))
-              for c in COMPONENTS])
+              for c in MODEL_COMPONENTS])
     fa, fb = other_files(args.checkpoint), other_files(args.other)
     for rel in sorted(fa | fb):
         same = rel in fa and rel in fb and filecmp.cmp(os.path.join(args.checkpoint, rel), os.path.join(args.other, rel),
