@@ -14,7 +14,14 @@ latents ``(1, t, h, w, 16)`` + 226 text tokens, fp32, batch 1. Each side runs in
   ``torch.set_num_threads(--torch-threads)``, ``torch.no_grad``;
 * ``matmul``: the machine's XLA fp32 matmul rate, the ceiling the model's matmuls can reach: by
   default a jitted matmul of the model's largest shape, the feed-forward's (tokens x width) @
-  (width x 4 width); ``--matmul-shape M,K,N`` for another (e.g. ``3072,3072,3072``).
+  (width x 4 width); ``--matmul-shape M,K,N`` for another (e.g. ``3072,3072,3072``);
+* ``torch_matmul``: torch's matmul on the same shape and dtype (its sgemm: what diffusers' matmuls reach);
+* ``bf16x3`` (fp32 only): the same fp32 product as three bf16 x bf16 -> fp32 XLA dots ("bf16_3x", the
+  scheme of ``Precision.HIGH`` on TPU), on operands split beforehand, with its error: the one way left to
+  reach the CPU's bf16 units (AMX) with an fp32-accurate matmul.
+
+After the table, each probe's rate becomes a ceiling: the forward's time if every FLOP ran at that rate,
+set against the 0.8x target.
 
 FLOPs are counted from the config (2 per multiply-add): every linear layer (patch embed, text
 projection, AdaLN modulation, QKV, out, feed-forward, final AdaLN, proj_out) plus attention's
@@ -181,6 +188,58 @@ def run_matmul(args):
     return dict(time=med, times=times, gflops=2.0 * m * k * n / med / 1e9)
 
 
+def run_torch_matmul(args):
+    """torch's matmul (MKL / oneDNN) on the probe's shape and dtype, ``--torch-threads`` threads."""
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
+    m, k, n = _matmul_shape(args)
+    dt = torch.float32 if args.matmul_dtype == "float32" else torch.bfloat16
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(shape, generator=g).to(dt) for shape in ((m, k), (k, n)))
+    a @ b  # warm-up
+    med, times = _median_time(lambda: a @ b, args.repeats + 2)
+    return dict(time=med, times=times, gflops=2.0 * m * k * n / med / 1e9)
+
+
+def split_bf16(x):
+    """fp32 ``x`` -> (hi, lo) bf16 with ``hi + lo`` = x to ~2^-17 relative."""
+    import jax.numpy as jnp
+
+    hi = x.astype(jnp.bfloat16)
+    return hi, (x - hi.astype(jnp.float32)).astype(jnp.bfloat16)
+
+
+def bf16x3_matmul(a_hi, a_lo, b_hi, b_lo):
+    """An fp32 matmul from three bf16 x bf16 -> fp32 dots (``a_lo @ b_lo`` dropped), the "bf16_3x"
+    scheme behind ``Precision.HIGH`` on TPU: ~1e-5 relative error, three times the bf16 FLOPs."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    dot = lambda x, y: lax.dot(x, y, preferred_element_type=jnp.float32)  # noqa: E731
+    return dot(a_hi, b_hi) + (dot(a_hi, b_lo) + dot(a_lo, b_hi))
+
+
+def run_bf16x3(args):
+    """The probe's fp32 matmul computed as bf16_3x on operands split beforehand (the split not
+    timed: the most favourable case, weights split once at load time): its fp32-equivalent rate
+    (fp32 FLOPs / time) and its error against a float64 product."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    m, k, n = _matmul_shape(args)
+    a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32)
+    parts = (*split_bf16(a), *split_bf16(b))
+    mm = jax.jit(bf16x3_matmul)
+    out = np.asarray(mm(*parts).block_until_ready(), np.float64)
+    ref = np.asarray(a, np.float64) @ np.asarray(b, np.float64)
+    err = float(np.abs(out - ref).max() / np.abs(ref).max())
+    med, times = _median_time(lambda: mm(*parts).block_until_ready(), args.repeats + 2)
+    return dict(time=med, times=times, gflops=2.0 * m * k * n / med / 1e9, rel_err=err)
+
+
 def run_interleaved(args):
     """Both sides (and the matmul probe) in one process, calls alternated, so that both see the same
     background load on a shared machine; each side's pool is idle while the other runs."""
@@ -232,7 +291,8 @@ def run_interleaved(args):
                 matmul=dict(time=med["matmul"], times=times["matmul"], gflops=2.0 * m * k * n / med["matmul"] / 1e9))
 
 
-RUNNERS = {"jax": run_jax, "torch": run_torch, "matmul": run_matmul, "interleaved": run_interleaved}
+RUNNERS = {"jax": run_jax, "torch": run_torch, "matmul": run_matmul, "torch_matmul": run_torch_matmul,
+           "bf16x3": run_bf16x3, "interleaved": run_interleaved}
 
 
 def _subprocess(side, argv):
@@ -258,7 +318,8 @@ def main():
                    help="JAX: nn.scan over the blocks (1) or unrolled (0); default: the preset's (scan)")
     p.add_argument("--matmul-dtype", choices=("float32", "bfloat16"), default="float32",
                    help="bfloat16: JAX matmul_dtype=bfloat16, diffusers under CPU autocast to bf16, bf16 probe")
-    p.add_argument("--sides", default="matmul,jax,torch")
+    p.add_argument("--sides", default="matmul,jax,torch",
+                   help="any of jax, torch, matmul, torch_matmul, bf16x3 (fp32 only), comma-separated")
     p.add_argument("--interleave", action="store_true",
                    help="one process, jax / torch / matmul calls alternated (fairer under varying load)")
     p.add_argument("--side", help=argparse.SUPPRESS)
@@ -268,6 +329,8 @@ def main():
         return
 
     argv = [a for a in sys.argv[1:]]
+    if "bf16x3" in args.sides.split(",") and args.matmul_dtype != "float32":
+        p.error("the bf16x3 probe is an fp32 matmul: use it with --matmul-dtype float32")
     cfg = _config(args)
     flops = forward_flops(cfg, args.t, args.h, args.w)
     load0 = os.getloadavg()[0]
@@ -299,6 +362,32 @@ def main():
         shape = "x".join(map(str, _matmul_shape(args)))
         kind = "fp32" if args.matmul_dtype == "float32" else "bf16 x bf16 -> fp32"
         print(f"\nXLA {kind} matmul {shape} (M x K x N, jit): {res['matmul']['time'] * 1e3:.1f} ms -> {rate:.1f} GFLOP/s")
+    _print_ceilings(args, res, flops, ref)
+
+
+def _print_ceilings(args, res, flops, ref):
+    """The other matmul probes, and what the forward would take if every FLOP ran at each probe's
+    rate (a lower bound on a forward built on that matmul), against the 0.8x target."""
+    shape = "x".join(map(str, _matmul_shape(args)))
+    probes = [("XLA matmul", res.get("matmul"))]
+    if "torch_matmul" in res:
+        r = res["torch_matmul"]
+        probes.append((f"torch matmul ({args.torch_threads} threads)", r))
+        print(f"torch {'fp32' if args.matmul_dtype == 'float32' else 'bf16'} matmul {shape}: "
+              f"{r['time'] * 1e3:.1f} ms -> {r['gflops']:.1f} GFLOP/s")
+    if "bf16x3" in res:
+        r = res["bf16x3"]
+        probes.append(("XLA bf16_3x matmul", r))
+        print(f"XLA bf16_3x matmul {shape} (three bf16 dots, operands split beforehand): {r['time'] * 1e3:.1f} ms "
+              f"-> {r['gflops']:.1f} fp32-equivalent GFLOP/s, max|err| {r['rel_err']:.1e} x max|ref|")
+    probes = [(name, r) for name, r in probes if r]
+    if not (probes and ref):
+        return
+    print(f"\nCeilings: the forward's {flops / 1e9:.1f} GFLOP with every FLOP at a probe's rate "
+          f"(target <= 0.8x diffusers = {0.8 * ref:.3f} s, i.e. >= {flops / (0.8 * ref) / 1e9:.1f} GFLOP/s overall):")
+    for name, r in probes:
+        t = flops / (r["gflops"] * 1e9)
+        print(f"  {name}: {t:.3f} s = {t / ref:.2f}x diffusers")
 
 
 if __name__ == "__main__":
