@@ -198,10 +198,9 @@ def select_again(out: str, specs: list[str]) -> dict:
     candidates by the same scores) and the AUC."""
     import dataclasses
 
-    import jax
-
     from cogvideox_jax.pipeline import CogVideoXPipeline
     from cogvideox_jax.pipeline.candidate_selection import selection_from_settings
+    from cogvideox_jax.pipeline.cogvideox_pipeline import selection_key
     from cogvideox_jax.train.shapes_recipe import batch_seed
 
     info = json.load(open(os.path.join(out, "settings.json"), encoding="utf-8"))
@@ -218,7 +217,7 @@ def select_again(out: str, specs: list[str]) -> dict:
                                   timesteps=tuple(int(t) for t in ts.split(",")), repeats=int(repeats or 1))
         scores = {}
         for seed, start, latents, cond, contrast, mask in batches:
-            key = jax.random.fold_in(jax.random.PRNGKey(batch_seed(seed, start)), 3)    # as CogVideoXPipeline
+            key = selection_key(batch_seed(seed, start))
             rel, _ = pipe.candidate_scores(latents, cond, contrast, mask, sel, key)
             if not checked:    # the key is the pipeline's: the pool's own selection gives the recorded scores
                 own, _ = pipe.candidate_scores(latents, cond, contrast, mask,

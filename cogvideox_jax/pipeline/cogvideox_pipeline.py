@@ -31,6 +31,11 @@ from cogvideox_jax.pipeline.frame_rules import plan_frames
 from cogvideox_jax.pipeline.progress import progress_bar
 
 
+def selection_key(seed: int):
+    """The key a ``seed``'s call draws its candidate selection's noise from (``N > 1``)."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 3)
+
+
 class CogVideoXPipeline:
     """Holds the converted components (modules + params), the tokenizer and the scheduler config."""
 
@@ -180,7 +185,7 @@ class CogVideoXPipeline:
                           noise_key, contrast, contrast_mask)
         if n > 1:
             latents = self._select_candidates(latents, cond_text, contrast_text, contrast_mask, selection,
-                                              jax.random.fold_in(key, 3))
+                                              selection_key(seed))
         latents = latents[:, plan.additional_frames:]
         video = self.decode_latents(latents)
         return np.asarray(jnp.clip(video / 2 + 0.5, 0.0, 1.0), np.float32)
