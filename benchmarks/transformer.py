@@ -70,15 +70,22 @@ def _torch_precision(args):
     return stack
 
 
+def _probe_operands(args):
+    """The matmul probe's two fp32 operands, (M, K) and (K, N), standard normal."""
+    import jax
+    import jax.numpy as jnp
+
+    m, k, n = _matmul_shape(args)
+    return (jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32),
+            jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32))
+
+
 def _matmul_probe(args):
     """-> (jitted matmul of the probe's shape in the benchmark's precision, its two operands)."""
     import jax
     import jax.numpy as jnp
 
-    m, k, n = _matmul_shape(args)
-    dt = jnp.dtype(args.matmul_dtype)
-    a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32).astype(dt)
-    b = jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32).astype(dt)
+    a, b = (x.astype(jnp.dtype(args.matmul_dtype)) for x in _probe_operands(args))
     mm = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
     mm(a, b).block_until_ready()
     return mm, a, b
@@ -225,12 +232,10 @@ def run_bf16x3(args):
     timed: the most favourable case, weights split once at load time): its fp32-equivalent rate
     (fp32 FLOPs / time) and its error against a float64 product."""
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
     m, k, n = _matmul_shape(args)
-    a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32)
+    a, b = _probe_operands(args)
     parts = (*split_bf16(a), *split_bf16(b))
     mm = jax.jit(bf16x3_matmul)
     out = np.asarray(mm(*parts).block_until_ready(), np.float64)
