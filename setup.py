@@ -26,6 +26,7 @@ RUNTIME = [
 TEST = [
     "torch==2.13.0",
     "diffusers>=0.35",
+    "peft>=0.17",  # diffusers' LoRA loader (load_lora_weights / save_lora_weights) in the LoRA oracle tests
     "pytest>=8",
     "pytest-xdist>=3.5",
     "opencv-python-headless>=4.8",  # VBench dynamic degree: the (non-standard) DIS optical-flow backend

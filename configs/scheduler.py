@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, Mapping
 
@@ -58,8 +57,14 @@ class SchedulerConfig:
             path = os.path.join(folder, "scheduler", "scheduler_config.json")
         if not os.path.exists(path):
             raise FileNotFoundError(f"no scheduler_config.json in {folder} or {folder}/scheduler")
-        with open(path) as f:
-            return cls.from_diffusers_config(json.load(f))
+        from cogvideox_jax.convert.errors import CheckpointFormatError
+        from cogvideox_jax.convert.safetensors_io import read_json
+
+        config = read_json(path)  # an unreadable / non-UTF-8 / malformed file: CheckpointFormatError naming it
+        try:
+            return cls.from_diffusers_config(config)
+        except (TypeError, ValueError) as e:
+            raise CheckpointFormatError(f"unsupported scheduler config {path!r}: {e}") from e
 
     def to_diffusers_config(self) -> dict:
         d = dataclasses.asdict(self)

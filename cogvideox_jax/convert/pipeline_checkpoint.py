@@ -16,12 +16,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 
 import jax
 import numpy as np
 
 from cogvideox_jax.convert.errors import CheckpointFormatError
 from cogvideox_jax.convert.params_checkpoint import restore_params, save_params
+from cogvideox_jax.convert.safetensors_io import read_json
 
 MARKER = "cogvideox_jax.json"
 FORMAT_VERSION = 1
@@ -35,10 +37,34 @@ def is_pipeline_checkpoint(path: str) -> bool:
 def write_pipeline_checkpoint(out: str, *, configs: dict[str, dict], params: dict, tokenizer_dir: str | None,
                               scheduler_config: dict, dtype: str, variant: str | None = None,
                               progress=None) -> None:
-    """Write ``configs``/``params`` (per model component), the tokenizer and scheduler to ``out``."""
-    if os.path.exists(out) and os.listdir(out):
-        raise FileExistsError(f"{out!r} exists and is not empty; choose a new --out directory")
-    os.makedirs(out, exist_ok=True)
+    """Write ``configs``/``params`` (per model component), the tokenizer and scheduler to ``out`` (new, or an
+    empty directory).
+
+    Atomic: everything is written to a hidden sibling folder that is renamed to ``out`` once complete (the
+    marker written last inside it), and removed if anything fails, so ``out`` never holds a partial
+    checkpoint and an error leaves it as it was."""
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise FileExistsError(f"{out!r} exists and is not an empty directory; choose a new --out directory")
+    final = os.path.realpath(out)
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(final)}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.makedirs(tmp)
+    try:
+        _write_checkpoint_files(tmp, configs=configs, params=params, tokenizer_dir=tokenizer_dir,
+                                scheduler_config=scheduler_config, dtype=dtype, variant=variant, progress=progress)
+        try:
+            os.rename(tmp, final)  # replaces ``final`` only if it is an empty directory
+        except OSError as e:
+            raise FileExistsError(f"cannot move the written checkpoint to {out!r}: {e.strerror or e} (was it "
+                                  "created meanwhile?)") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_checkpoint_files(out: str, *, configs, params, tokenizer_dir, scheduler_config, dtype, variant,
+                            progress) -> None:
     for name in MODEL_COMPONENTS:
         if name not in params:
             continue
@@ -61,24 +87,36 @@ def write_pipeline_checkpoint(out: str, *, configs: dict[str, dict], params: dic
 
 
 def read_marker(path: str) -> dict:
-    try:
-        with open(os.path.join(path, MARKER)) as f:
-            marker = json.load(f)
-    except FileNotFoundError as e:
-        raise CheckpointFormatError(f"{path!r} is not a cogvideox-jax checkpoint (no {MARKER})") from e
+    if not os.path.exists(os.path.join(path, MARKER)):
+        raise CheckpointFormatError(f"{path!r} is not a cogvideox-jax checkpoint (no {MARKER})")
+    marker = read_json(os.path.join(path, MARKER))
     if marker.get("version") != FORMAT_VERSION:
         raise CheckpointFormatError(f"{path!r}: unsupported checkpoint version {marker.get('version')}")
     return marker
 
 
-def read_component(path: str, name: str, target=None):
-    """``(config dict, params)`` of one component; ``target`` (shape/sharding pytree) optional."""
+def read_component_config(path: str, name: str) -> dict:
+    """The ``config.json`` dict of component ``name``; a missing or unreadable one is a
+    ``CheckpointFormatError`` naming the file."""
     folder = os.path.join(path, name)
     if not os.path.isdir(folder):
         raise CheckpointFormatError(f"checkpoint {path!r} has no {name}/ component")
-    with open(os.path.join(folder, "config.json")) as f:
-        config = json.load(f)
-    params = restore_params(os.path.join(folder, "params"), target)
+    if not os.path.exists(os.path.join(folder, "config.json")):
+        raise CheckpointFormatError(f"checkpoint {path!r}: its {name}/ component has no config.json")
+    return read_json(os.path.join(folder, "config.json"))
+
+
+def read_component(path: str, name: str, target=None):
+    """``(config dict, params)`` of one component; ``target`` (shape/sharding pytree) optional. A damaged
+    params folder (a file truncated, missing or overwritten) is a ``CheckpointFormatError`` naming it."""
+    config = read_component_config(path, name)
+    folder = os.path.join(path, name, "params")
+    try:
+        params = restore_params(folder, target)
+    except CheckpointFormatError as e:
+        raise CheckpointFormatError(
+            f"checkpoint {path!r}: its {name}/ component is damaged: {e}. Re-run `cogvideox-jax convert` to "
+            "write the checkpoint again") from e
     return config, params
 
 

@@ -36,10 +36,9 @@ def find_weight_files(folder: str) -> list[str]:
         index_path = os.path.join(folder, name)
         if os.path.exists(index_path):
             try:
-                with open(index_path) as f:
-                    weight_map = json.load(f)["weight_map"]
-            except (json.JSONDecodeError, KeyError) as e:
-                raise CheckpointFormatError(f"corrupt index file {index_path}: {e}") from e
+                weight_map = read_json(index_path)["weight_map"]
+            except KeyError as e:
+                raise CheckpointFormatError(f"corrupt index file {index_path}: no {e} entry") from e
             files = sorted(set(weight_map.values()))
             missing = [f for f in files if not os.path.exists(os.path.join(folder, f))]
             if missing:
@@ -100,6 +99,10 @@ class SafetensorsTensors(Mapping):
     def __getitem__(self, key: str) -> np.ndarray:
         return self._open(self._file_of[key], lambda f: f.get_tensor(key))
 
+    def shape(self, key: str) -> tuple[int, ...]:
+        """The shape of tensor ``key``, from its file's header (no data is read)."""
+        return tuple(self._open(self._file_of[key], lambda f: f.get_slice(key).get_shape()))
+
     def __contains__(self, key) -> bool:  # Mapping's default would read the tensor
         return key in self._file_of
 
@@ -120,12 +123,30 @@ def read_folder(folder: str) -> SafetensorsTensors:
     return read_safetensors(find_weight_files(folder))
 
 
+def read_json(path: str) -> dict:
+    """The JSON object in the file ``path`` (UTF-8). A missing, unreadable, non-UTF-8 or malformed file,
+    or one holding something other than an object, is a ``CheckpointFormatError`` naming ``path``."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CheckpointFormatError(f"cannot read {path!r}: {e.strerror or e}") from e
+    try:
+        value = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise CheckpointFormatError(
+            f"{path!r} is not UTF-8 text (byte {e.start} is {data[e.start:e.start + 1]!r}): the file is corrupt "
+            "or not a JSON config") from e
+    except json.JSONDecodeError as e:
+        raise CheckpointFormatError(f"{path!r} is not valid JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise CheckpointFormatError(f"{path!r} must hold a JSON object, not a {type(value).__name__}")
+    return value
+
+
 def read_config(folder: str) -> dict:
+    """``folder/config.json`` as a dict (``read_json``)."""
     path = os.path.join(folder, "config.json")
     if not os.path.exists(path):
         raise CheckpointFormatError(f"{folder!r} has no config.json")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise CheckpointFormatError(f"corrupt config.json in {folder!r}: {e}") from e
+    return read_json(path)

@@ -18,9 +18,9 @@ import numpy as np
 from flax import traverse_util
 
 from configs.transformer import TransformerConfig
-from cogvideox_jax.convert.errors import CheckpointFormatError
+from cogvideox_jax.convert.errors import CheckpointFormatError, WeightMismatchError
 from cogvideox_jax.convert.host_arrays import aligned_empty, copy_into
-from cogvideox_jax.convert.safetensors_io import read_config, read_folder
+from cogvideox_jax.convert.safetensors_io import SafetensorsTensors, read_config, read_folder
 from cogvideox_jax.convert.tree_check import abstract_params, assemble_params
 
 _BLOCK_RENAMES = {
@@ -28,7 +28,41 @@ _BLOCK_RENAMES = {
     "ff.net.0.proj": "ff.proj_in",
     "ff.net.2": "ff.proj_out",
 }
+_BLOCK_RENAMES_INVERSE = {v: k for k, v in _BLOCK_RENAMES.items()}
 _BLOCK = re.compile(r"^transformer_blocks\.(\d+)\.(.+)\.(weight|bias)$")
+_BLOCK_MODULE = re.compile(r"^transformer_blocks\.(\d+)\.(.+)$")
+_UNROLLED_BLOCK = re.compile(r"^transformer_blocks_(\d+)$")
+
+
+def block_module_path(name: str) -> tuple[str, ...]:
+    """A diffusers in-block module name -> our in-block module path (``attn1.to_out.0`` -> ``attn1/to_out``)."""
+    return tuple(_BLOCK_RENAMES.get(name, name).split("."))
+
+
+def module_path(name: str, scan_layers: bool) -> tuple[tuple[str, ...], int | None]:
+    """A diffusers module name -> (our module path, layer index into the stack or None).
+
+    ``transformer_blocks.3.ff.net.2`` -> ``(("transformer_blocks", "ff", "proj_out"), 3)`` with
+    ``scan_layers``, else ``(("transformer_blocks_3", "ff", "proj_out"), None)``; names outside the
+    blocks split on dots (``norm_out.linear`` -> ``(("norm_out", "linear"), None)``)."""
+    if m := _BLOCK_MODULE.match(name):
+        i, inner = int(m.group(1)), block_module_path(m.group(2))
+        return (("transformer_blocks",) + inner, i) if scan_layers else ((f"transformer_blocks_{i}",) + inner, None)
+    return tuple(name.split(".")), None
+
+
+def diffusers_module_name(path, layer: int | None = None) -> str:
+    """The inverse of :func:`module_path`: our module path (stacked ``transformer_blocks/...`` with its
+    ``layer``, or unrolled ``transformer_blocks_{i}/...``) -> the diffusers module name."""
+    head, *rest = path
+    if head == "transformer_blocks" and layer is not None:
+        i = layer
+    elif m := _UNROLLED_BLOCK.match(head):
+        i = int(m.group(1))
+    else:
+        return ".".join(path)
+    inner = ".".join(rest)
+    return f"transformer_blocks.{i}.{_BLOCK_RENAMES_INVERSE.get(inner, inner)}"
 
 
 def _leaf(module_path: tuple[str, ...], kind: str, arr: np.ndarray):
@@ -55,8 +89,7 @@ def convert_transformer_state_dict(state: Mapping[str, np.ndarray], cfg: Transfo
         arr = np.asarray(arr)
         if m := _BLOCK.match(name):
             i, mod, kind = int(m.group(1)), m.group(2), m.group(3)
-            mod = _BLOCK_RENAMES.get(mod, mod)
-            path, value = _leaf(tuple(mod.split(".")), kind, arr)
+            path, value = _leaf(block_module_path(mod), kind, arr)
             if not cfg.scan_layers:
                 out[(f"transformer_blocks_{i}",) + path] = value
                 continue
@@ -104,12 +137,102 @@ def transformer_config_from_folder(folder: str, **overrides) -> TransformerConfi
         raise CheckpointFormatError(f"invalid transformer config.json in {folder!r}: {e}") from e
 
 
+_SPECIAL_STATE_NAMES = {("patch_embed", "proj_kernel"): "patch_embed.proj.weight",
+                        ("patch_embed", "proj_bias"): "patch_embed.proj.bias",
+                        ("pos_embedding",): "patch_embed.pos_embedding"}
+_BLOCK_INDEX = re.compile(r"^transformer_blocks\.(\d+)\.")
+
+
+def _expected_state_names(expected) -> set[str]:
+    """The diffusers tensor names that the abstract params ``expected`` (either block layout) are built from."""
+    names = set()
+    for path, leaf in traverse_util.flatten_dict(expected).items():
+        if path in _SPECIAL_STATE_NAMES:
+            names.add(_SPECIAL_STATE_NAMES[path])
+            continue
+        *mod, kind = path
+        suffix = "bias" if kind == "bias" else "weight"
+        layers = range(leaf.shape[0]) if mod[0] == "transformer_blocks" else (None,)
+        names.update(f"{diffusers_module_name(mod, i)}.{suffix}" for i in layers)
+    return names
+
+
+def _blocks_phrase(held: list[int]) -> str:
+    """``[0, 1, 2]`` -> ``"3 blocks (transformer_blocks.0-2)"``; gaps listed as ranges."""
+    if not held:
+        return "no blocks (no transformer_blocks.* tensors)"
+    runs, start = [], held[0]
+    for prev, cur in zip(held, held[1:] + [None]):
+        if cur != prev + 1:
+            runs.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return f"{len(held)} block{'s' if len(held) > 1 else ''} (transformer_blocks.{', '.join(runs)})"
+
+
+def _width_checks(cfg: TransformerConfig):
+    """``(tensor name, axis, the size config.json implies, the config fields saying so)`` for a few tensors
+    whose shapes pin the config's widths."""
+    inner = f"num_attention_heads * attention_head_dim = {cfg.num_attention_heads} * {cfg.attention_head_dim}"
+    yield "patch_embed.text_proj.weight", 0, cfg.inner_dim, f"{inner} = {cfg.inner_dim}"
+    yield "patch_embed.text_proj.weight", 1, cfg.text_embed_dim, f"text_embed_dim={cfg.text_embed_dim}"
+    yield "time_embedding.linear_1.weight", 0, cfg.time_embed_dim, f"time_embed_dim={cfg.time_embed_dim}"
+    if cfg.patch_size_t is None:  # a conv (inner, C, p, p)
+        yield "patch_embed.proj.weight", 1, cfg.in_channels, f"in_channels={cfg.in_channels}"
+        yield "patch_embed.proj.weight", 2, cfg.patch_size, f"patch_size={cfg.patch_size}"
+    else:  # a linear over (C, p_t, p, p) patches
+        yield ("patch_embed.proj.weight", 1, cfg.in_channels * cfg.patch_volume,
+               f"in_channels * patch_size^2 * patch_size_t = {cfg.in_channels} * {cfg.patch_size}^2 * "
+               f"{cfg.patch_size_t} = {cfg.in_channels * cfg.patch_volume}")
+    yield ("proj_out.weight", 0, cfg.out_dim * cfg.patch_volume,
+           f"out_channels * patch volume = {cfg.out_dim} * {cfg.patch_volume} = {cfg.out_dim * cfg.patch_volume}")
+
+
+def _config_causes(state, cfg: TransformerConfig) -> list[str]:
+    """What in ``cfg`` disagrees with the tensors ``state`` holds, in the config's terms: ``num_layers``
+    against the blocks stored, widths against a few tensors' shapes (read from the file headers)."""
+    names = set(state)
+    causes = []
+    held = sorted({int(m.group(1)) for k in names if (m := _BLOCK_INDEX.match(k))})
+    if held != list(range(cfg.num_layers)):
+        causes.append(f"config.json says num_layers={cfg.num_layers} but the weights hold {_blocks_phrase(held)}")
+    shape_of = state.shape if isinstance(state, SafetensorsTensors) else (lambda k: tuple(np.shape(state[k])))
+    for name, axis, want, fields in _width_checks(cfg):
+        if name in names:
+            shape = tuple(shape_of(name))
+            if len(shape) > axis and shape[axis] != want:
+                causes.append(f"config.json says {fields} but {name} has shape {shape} ({shape[axis]} on axis {axis})")
+    return causes
+
+
+def _check_state(state, cfg: TransformerConfig, expected, causes: list[str], context: str) -> None:
+    """Raise a ``WeightMismatchError`` for ``causes`` and the tensors missing from / unexpected in ``state``,
+    by their diffusers names. Names only: nothing is converted yet."""
+    names = set(state)
+    wanted = _expected_state_names(expected)
+    missing, unexpected = sorted(wanted - names), sorted(names - wanted)
+    if causes or missing or unexpected:
+        notes = []
+        if cfg.scan_layers and any(_BLOCK_INDEX.match(k) for k in missing):
+            notes.append("(scan_layers stacks the blocks: with block tensors missing, a stacked weight would be an "
+                         "incomplete stack)")
+        raise WeightMismatchError(missing, unexpected, context=context, causes=causes, notes=notes)
+
+
 def transformer_params_from_state(state, module, context: str, param_dtype=jnp.float32):
     from cogvideox_jax.models.transformer.transformer_3d import dummy_inputs
 
+    causes = _config_causes(state, module.config)
+    try:
+        expected = abstract_params(module, *dummy_inputs(module.config),
+                                   **({"ofs": jnp.zeros((1,))} if module.config.ofs_embed_dim else {}))
+    except Exception as e:
+        if causes:  # a config at odds with its weights may not even build: name what is at odds
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            raise WeightMismatchError(context=context, causes=causes,
+                                      notes=[f"(the config does not build a model: {type(e).__name__}: {first})"]) from e
+        raise
+    _check_state(state, module.config, expected, causes, context)
     converted, unused = convert_transformer_state_dict(state, module.config)
-    expected = abstract_params(module, *dummy_inputs(module.config),
-                               **({"ofs": jnp.zeros((1,))} if module.config.ofs_embed_dim else {}))
     return assemble_params(converted, expected, unused_source_keys=unused, context=context, dtype=param_dtype)
 
 
@@ -129,7 +252,6 @@ def load_transformer(folder: str, dtype=jnp.float32, param_dtype=jnp.float32, sc
 
 def transformer_state_dict(params, cfg: TransformerConfig) -> dict[str, np.ndarray]:
     """The inverse: our params (scanned or unrolled) -> diffusers state dict (numpy)."""
-    inverse = {v: k for k, v in _BLOCK_RENAMES.items()}
     out = {}
     for path, value in traverse_util.flatten_dict(params).items():
         value = np.asarray(value)
@@ -148,11 +270,7 @@ def transformer_state_dict(params, cfg: TransformerConfig) -> dict[str, np.ndarr
                 out["patch_embed.pos_embedding"] = v[None]
                 continue
             *mod, leaf = p
-            if mod[0].startswith("transformer_blocks_"):
-                i = mod[0].split("_")[-1]
-                inner = ".".join(mod[1:])
-                mod = ["transformer_blocks", i, inverse.get(inner, inner)]
-            name = ".".join(mod)
+            name = diffusers_module_name(mod)
             if leaf == "kernel":
                 out[f"{name}.weight"] = np.ascontiguousarray(v.T)
             elif leaf == "scale":
