@@ -15,7 +15,7 @@ import sys
 # top-level sub-commands with add_parser(subparsers)
 PARSER_COMMANDS = {
     "convert": "cogvideox_jax.pipeline.cli_commands",
-    "export": "cogvideox_jax.pipeline.cli_commands",
+    "export": "cogvideox_jax.train.cli_export",
     "sample": "cogvideox_jax.pipeline.cli_commands",
     "info": "cogvideox_jax.pipeline.cli_commands",
     "train": "cogvideox_jax.train.cli_train",

@@ -4,12 +4,19 @@
 Progressive stages (paper §2: low resolution first, then full resolution / length); override
 ``--set stages.0.steps=…`` to taste. Mesh: FSDP over every chip.
 """
-from configs.train_config import CheckpointConfig, DataConfig, OptimizerConfig, StageConfig, TrainConfig
+from configs.train_config import (CheckpointConfig, DataConfig, OptimizerConfig, StageConfig, TrainConfig,
+                                  ValidationConfig)
 
 STAGES = (
     StageConfig(name="256px-17f", steps=2000, num_frames=17, height=256, width=384, lr=1e-5),
     StageConfig(name="480px-49f", steps=8000, num_frames=49, height=480, width=720, lr=1e-5),
 )
+# sampled from the current weights every 500 steps at the stage's size (needs --init PATH or data.pretrained
+# for the VAE / T5; --set validation.every_steps=0 turns it off)
+VALIDATION = ValidationConfig(every_steps=500, steps=50, guidance_scale=6.0, prompts=(
+    "A golden retriever runs across a sunlit meadow, its fur glowing in the warm afternoon light.",
+    "A red vintage car drives along a winding coastal road at sunset, waves breaking on the rocks below.",
+))
 
 
 def get_config() -> TrainConfig:
@@ -26,5 +33,6 @@ def get_config() -> TrainConfig:
         stages=STAGES,
         checkpoint=CheckpointConfig(directory="checkpoints", every_steps=500, keep_last=3, keep_best=1),
         data=DataConfig(kind="precomputed"),
+        validation=VALIDATION,
         log_every=10,
     )

@@ -6,4 +6,5 @@ from configs.train_2b import get_config as _base
 
 def get_config():
     cfg = _base()
-    return dataclasses.replace(cfg, model="cogvideox-5b", snr_shift_scale=1.0, mesh="fsdp=-1,sequence=1")
+    return dataclasses.replace(cfg, model="cogvideox-5b", snr_shift_scale=1.0, mesh="fsdp=-1,sequence=1",
+                               validation=dataclasses.replace(cfg.validation, use_dynamic_cfg=True))

@@ -79,8 +79,35 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class ValidationConfig:
+    """Samples drawn while training (``train/validation.py``): every ``every_steps`` steps (0: off) each
+    prompt is sampled with the pipeline's own code from the current weights (the EMA's when EMA is on,
+    LoRA merged) and written to ``WORKDIR/validation/step_<N>/<i>.mp4`` and TensorBoard. Needs the
+    run's VAE, T5 and tokenizer: ``init_from`` a pipeline (diffusers root or ``convert`` checkpoint),
+    or ``data.pretrained``. ``--set validation.prompts='["a, b", "c"]'`` (JSON) or ``prompts_file``."""
+    every_steps: int = 0
+    prompts: tuple[str, ...] = ()
+    prompts_file: str = ""             # one prompt per line (added to ``prompts``)
+    images: tuple[str, ...] = ()       # I2V models: one conditioning image per prompt
+    negative_prompt: str = ""
+    num_frames: int = 0                # 0: the frames / size of the stage being trained
+    height: int = 0
+    width: int = 0
+    steps: int = 50
+    guidance_scale: float = 6.0
+    use_dynamic_cfg: bool = False
+    seed: int = 0
+    fps: float = 8.0
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    model: str = "tiny-2b"           # transformer preset name (configs/transformer.py) or "standin"
+    model: str = "tiny-2b"           # transformer preset name (configs/transformer.py), "standin", or "auto"
+                                     # (the architecture of ``init_from``; a named preset is checked against it)
+    init_from: str = ""              # start from these weights: a diffusers pipeline root, its transformer/
+                                     # folder, a `cogvideox-jax convert` checkpoint or a train workdir (its
+                                     # latest step); a workdir's own checkpoint wins when resuming
+    init_lora: str = ""              # LoRA runs: start the adapters from this diffusers / PEFT LoRA file
     mesh: str = "fsdp=-1"            # per-slice (ICI) mesh, parallel/mesh.py syntax
     mesh_dcn: str = ""               # multi-slice: across-slice mesh, e.g. "data=2"
     batch_size: int = 8              # global
@@ -106,6 +133,8 @@ class TrainConfig:
     caption_contrast_start_step: int = 0    # contrast_text_emb.npy; train/caption_contrast.py); from
                                             # this step on (a second forward/backward pass per step)
     ema_decay: float = 0.0           # 0 disables EMA
+    max_nonfinite_steps: int = 3     # a step with a non-finite loss / gradient norm is not applied; this many
+                                     # in a row stop the run (0: never stop)
     param_dtype: str = "float32"
     dtype: str = "float32"
     # the preset's execution options (scan, remat, attention backend, matmul dtype); only for a model
@@ -116,6 +145,7 @@ class TrainConfig:
     stages: tuple[StageConfig, ...] = (StageConfig(),)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     log_every: int = 10
     log_dir: str = "logs"
     peak_flops_per_device: float = 0.0   # for MFU; 0 → guess from the device kind
@@ -138,6 +168,10 @@ def _cast(value: str, typ):
         return _cast(value, args[0])
     if origin is tuple:
         elem = typing.get_args(typ)[0] if typing.get_args(typ) else str
+        if value.lstrip().startswith("["):  # JSON list: items may contain commas (prompts)
+            import json
+
+            return tuple(_cast(str(v), elem) for v in json.loads(value))
         return tuple(_cast(v, elem) for v in value.split(",") if v)
     return value
 

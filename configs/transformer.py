@@ -101,13 +101,15 @@ PRESETS = {
     "cogvideox-5b-i2v": TransformerConfig(num_attention_heads=48, num_layers=42, in_channels=32,
                                           use_rotary_positional_embeddings=True,
                                           use_learned_positional_embeddings=True, **_COMMON),
+    # the released 1.5 configs' sample size is 300 x 300 latents (the RoPE grid's bound, not a native size:
+    # they sample 81 x 768 x 1360)
     "cogvideox1.5-5b": TransformerConfig(num_attention_heads=48, num_layers=42, use_rotary_positional_embeddings=True,
-                                         patch_size_t=2, patch_bias=False, sample_height=96, sample_width=170,
+                                         patch_size_t=2, patch_bias=False, sample_height=300, sample_width=300,
                                          sample_frames=81, **_COMMON),
     "cogvideox1.5-5b-i2v": TransformerConfig(num_attention_heads=48, num_layers=42, in_channels=32,
                                              use_rotary_positional_embeddings=True, patch_size_t=2,
-                                             patch_bias=False, ofs_embed_dim=512, sample_height=96,
-                                             sample_width=170, sample_frames=81, **_COMMON),
+                                             patch_bias=False, ofs_embed_dim=512, sample_height=300,
+                                             sample_width=300, sample_frames=81, **_COMMON),
     # tiny configs for tests
     "tiny-2b": TransformerConfig(num_attention_heads=2, attention_head_dim=16, num_layers=2, in_channels=4,
                                  out_channels=4, time_embed_dim=16, text_embed_dim=32, sample_height=4,

@@ -60,6 +60,29 @@ def resolve_mesh_shape(spec: str | Mapping[str, int] | None, num_devices: int) -
     return sizes
 
 
+def fit_mesh_spec(spec: str, num_devices: int) -> str:
+    """``spec`` itself when it fits ``num_devices``; when it asks for more devices than there are, its
+    fixed axes shrunk (each to the largest divisor of the devices left) so that it fits: ``"data=2,fsdp=-1"``
+    on one device -> ``"data=1,fsdp=1"``. Anything else that does not fit stays an error."""
+    try:
+        resolve_mesh_shape(spec, num_devices)
+        return spec
+    except ValueError:
+        sizes = parse_mesh_spec(spec)
+        if math.prod(v for v in sizes.values() if v != -1) <= num_devices:
+            raise
+    left, fitted = num_devices, {}
+    for axis, size in sizes.items():
+        if size != -1:
+            fitted[axis] = math.gcd(size, left)
+            left //= fitted[axis]
+    fitted = {axis: fitted.get(axis, left) for axis in sizes}
+    if math.prod(fitted.values()) != num_devices:
+        raise ValueError(f"mesh {spec!r} does not fit {num_devices} devices")
+    return ",".join(f"{axis}={size}" for axis, size in fitted.items() if size != 1 or axis in dict(
+        _split_item(s) for s in str(spec).split(",") if s.strip()))
+
+
 def make_mesh(spec: MeshSpec = None, *, dcn: str | Mapping[str, int] | None = None,
               devices: Sequence[jax.Device] | None = None) -> Mesh:
     """Build a ``Mesh`` with axes ``MESH_AXES`` (all ``AxisType.Auto``, GSPMD-style propagation).

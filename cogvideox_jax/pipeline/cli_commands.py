@@ -1,10 +1,8 @@
-"""``cogvideox-jax convert | export | sample | info``."""
+"""``cogvideox-jax convert | sample | info`` (``export``: ``train/cli_export.py``)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
 
 
@@ -22,11 +20,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--tokenizer", help="SAT only: the T5 tokenizer/ folder")
     p.set_defaults(run=run_convert)
 
-    p = sub.add_parser("export", help="cogvideox-jax checkpoint -> diffusers pipeline folder")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--diffusers-out", required=True)
-    p.set_defaults(run=run_export)
-
     p = sub.add_parser("sample", help="generate a video from a prompt (and an image for I2V models)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="a cogvideox-jax checkpoint (from `convert`); default: the packaged "
@@ -35,31 +28,40 @@ def add_parsers(sub) -> None:
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--image", help="conditioning image (I2V models)")
-    p.add_argument("--frames", type=int, help="number of frames (1.0: 8N+1, 1.5: 16N+1); default: the model's")
-    p.add_argument("--height", type=int)
-    p.add_argument("--width", type=int)
-    p.add_argument("--steps", type=int, help="denoising steps (default: the checkpoint's sampling.json, else 50)")
-    p.add_argument("--guidance", type=float, help="CFG scale (default: the checkpoint's sampling.json, else 6)")
+    p.add_argument("--frames", type=_positive_int,
+                   help="number of frames (1.0: 8N+1, 1.5: 16N+1); default: the model's")
+    p.add_argument("--height", type=_positive_int)
+    p.add_argument("--width", type=_positive_int)
+    p.add_argument("--steps", type=_positive_int,
+                   help="denoising steps (default: the checkpoint's sampling.json, else 50)")
+    p.add_argument("--guidance", type=_non_negative_float,
+                   help="CFG scale, applied when > 1 (default: the checkpoint's sampling.json, else 6)")
     p.add_argument("--dynamic-cfg", action="store_true")
     p.add_argument("--contrast-words", help="comma-separated words of one attribute (e.g. circle,square,star): "
                                             "the prompt is also contrasted with itself naming each other word "
                                             "(default: the checkpoint's sampling.json, else none)")
-    p.add_argument("--contrast-scale", type=float,
+    p.add_argument("--contrast-scale", type=_finite_float,
                    help="contrast guidance scale (0 turns it off; default: the checkpoint's sampling.json, else 0)")
-    p.add_argument("--candidates", type=int,
+    p.add_argument("--candidates", type=_positive_int,
                    help="best-of-N: sample N videos and keep the one the model reads best as its prompt against "
                         "the contrast prompts (1 turns it off; default: the checkpoint's sampling.json, else 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--latents", help="initial noise .npy in (B, t, h, w, C) layout")
-    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--fps", type=_positive_float, default=8.0)
     p.add_argument("--mesh", help="device mesh, e.g. data=2,sequence=4")
     p.add_argument("--sequence-parallel", choices=("ulysses", "ring"))
     p.add_argument("--vae-decode", choices=("diffusers", "whole", "context-parallel"), default="diffusers",
                    help="VAE decode: the reference's frame chunks (default), one pass over the clip, or one "
                         "pass with the frames split over the mesh's sequence axis")
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="compute dtype")
+    p.add_argument("--lora", action="append", metavar="FILE",
+                   help="a diffusers / PEFT LoRA file or folder merged into the transformer at load (repeatable)")
+    p.add_argument("--lora-scale", action="append", type=_finite_float, metavar="S",
+                   help="strength of each --lora (one value for all, or one per --lora; default 1)")
+    p.add_argument("--lora-ignore-unmatched", action="store_true",
+                   help="merge a LoRA whose modules partly match nothing in the model (listed as a warning)")
     p.add_argument("--out", default="video.mp4", help=".mp4 or .gif")
-    p.set_defaults(run=run_sample)
+    p.set_defaults(run=run_sample, sample_parser=p)
 
     p = sub.add_parser("info", help="variant, parameter counts and dtypes of a checkpoint")
     p.add_argument("checkpoint")
@@ -83,6 +85,11 @@ def run_convert(args) -> int:
     from cogvideox_jax.convert.pipeline_checkpoint import write_pipeline_checkpoint
     from cogvideox_jax.pipeline.components import load_components
 
+    if os.path.exists(args.out) and (not os.path.isdir(args.out) or os.listdir(args.out)):
+        # checked again when writing; here so that nothing is loaded for a conversion that cannot be written
+        print(f"cogvideox-jax convert: error: --out {args.out!r} exists and is not an empty directory; choose a "
+              "new --out directory", file=sys.stderr)
+        raise SystemExit(2)
     dtype = _dtype(args.dtype)
     if args.sat:
         from cogvideox_jax.convert.sat_checkpoint import load_sat_components
@@ -106,56 +113,21 @@ def run_convert(args) -> int:
     return 0
 
 
-def run_export(args) -> int:
-    from cogvideox_jax.convert.export_diffusers import t5_state_dict, vae_state_dict, write_component
-    from cogvideox_jax.convert.transformer import transformer_state_dict
-    from cogvideox_jax.models.vae.latent_scaling import has_offsets
-    from cogvideox_jax.pipeline.components import load_components
-
-    comps = load_components(args.checkpoint)
-    out = args.diffusers_out
-    tcfg = comps.transformer.config
-    write_component(os.path.join(out, "transformer"), transformer_state_dict(comps.transformer_params, tcfg),
-                    tcfg.to_diffusers_config(), "diffusion_pytorch_model.safetensors")
-    write_component(os.path.join(out, "vae"), vae_state_dict(comps.vae_params), comps.source_configs["vae"],
-                    "diffusion_pytorch_model.safetensors")
-    if has_offsets(comps.vae.config):
-        per_channel = comps.vae.config.latents_mean is not None or comps.vae.config.latents_std is not None
-        how, inverse = (("per channel (latents_mean / latents_std)", "z * latents_std / scaling_factor + latents_mean")
-                        if per_channel else ("with a shift_factor", "z / scaling_factor + shift_factor"))
-        print(f"warning: this VAE scales latents {how}; the config keeps those fields, but diffusers' CogVideoX "
-              f"pipelines apply scaling_factor only: with diffusers, decode this transformer's latents as "
-              f"{inverse} yourself", file=sys.stderr)
-    write_component(os.path.join(out, "text_encoder"),
-                    t5_state_dict(comps.text_encoder_params, comps.text_encoder.config),
-                    comps.source_configs["text_encoder"], "model.safetensors")
-    shutil.copytree(comps.tokenizer_dir, os.path.join(out, "tokenizer"), dirs_exist_ok=True)
-    os.makedirs(os.path.join(out, "scheduler"), exist_ok=True)
-    with open(os.path.join(out, "scheduler", "scheduler_config.json"), "w") as f:
-        json.dump(comps.scheduler_config.to_diffusers_config(), f, indent=2)
-    i2v = tcfg.in_channels == 2 * comps.vae.config.latent_channels
-    model_index = {
-        "_class_name": "CogVideoXImageToVideoPipeline" if i2v else "CogVideoXPipeline",
-        "scheduler": ["diffusers", comps.scheduler_config.to_diffusers_config()["_class_name"]],
-        "text_encoder": ["transformers", "T5EncoderModel"], "tokenizer": ["transformers", "T5Tokenizer"],
-        "transformer": ["diffusers", "CogVideoXTransformer3DModel"], "vae": ["diffusers", "AutoencoderKLCogVideoX"],
-    }
-    with open(os.path.join(out, "model_index.json"), "w") as f:
-        json.dump(model_index, f, indent=2)
-    print(f"wrote diffusers pipeline folder {out}")
-    return 0
-
-
 def run_sample(args) -> int:
-    import numpy as np
-
+    from cogvideox_jax.convert.errors import CheckpointFormatError
     from cogvideox_jax.pipeline import CogVideoXPipeline
     from cogvideox_jax.pipeline.candidate_selection import CandidateSelection, selection_from_settings
     from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
     from cogvideox_jax.pipeline.default_model import default_checkpoint, sampling_defaults
 
+    # every check that needs no weights comes before the (long) load
+    _check_video_out(args, args.out)
     path = args.checkpoint or args.diffusers or default_checkpoint()
-    defaults = sampling_defaults(path)
+    try:
+        defaults = sampling_defaults(path)
+    except ValueError as e:  # a corrupt sampling.json (not JSON, not UTF-8)
+        raise CheckpointFormatError(
+            f"{os.path.join(path, 'sampling.json')!r} is not a readable JSON file: {e}") from e
     steps = args.steps if args.steps is not None else defaults.get("steps", 50)
     guidance = args.guidance if args.guidance is not None else defaults.get("guidance_scale", 6.0)
     words = args.contrast_words.split(",") if args.contrast_words else defaults.get("contrast_words", [])
@@ -164,6 +136,17 @@ def run_sample(args) -> int:
         raise SystemExit("--contrast-words needs a non-zero contrast scale: pass --contrast-scale (the checkpoint's "
                          "sampling.json sets none, or it was set to 0)")
     selection = selection_from_settings(defaults, args.candidates)
+    for name, value, ok, requirement in (("steps", steps, steps >= 1, ">= 1"),
+                                         ("guidance_scale", guidance, guidance >= 0, ">= 0"),
+                                         ("candidates", selection.candidates, selection.candidates >= 1, ">= 1")):
+        if not ok:  # from sampling.json: the command line's were checked by argparse
+            _usage_error(args, f"{name}={value} from {os.path.join(path, 'sampling.json')} must be {requirement}")
+    _check_request(args, path, steps)
+    for lora in args.lora or ():
+        if not os.path.exists(lora):
+            _usage_error(args, f"--lora {lora!r}: no such file or folder")
+    _lora_scales(args)
+    latents = _load_latents(args) if args.latents else None
     contrasts = [contrast_prompts(args.prompt, [words])] if words else None
     if contrasts is not None and not contrasts[0]:
         off = [name for name, on in (("contrast guidance", contrast_scale),
@@ -175,28 +158,171 @@ def run_sample(args) -> int:
     if selection.candidates > 1 and not (contrasts and contrasts[0]):
         selection = CandidateSelection()
     pipe = CogVideoXPipeline.from_pretrained(path, dtype=_dtype(args.dtype), mesh=args.mesh,
-                                             sequence_parallel=args.sequence_parallel, vae_decode=args.vae_decode)
-    latents = np.load(args.latents) if args.latents else None
+                                             sequence_parallel=args.sequence_parallel, vae_decode=args.vae_decode,
+                                             lora=args.lora or None, lora_scale=_lora_scales(args),
+                                             lora_ignore_unmatched=args.lora_ignore_unmatched)
     video = pipe(args.prompt, negative_prompt=args.negative_prompt, image=args.image, num_frames=args.frames,
                  height=args.height, width=args.width, num_inference_steps=steps, guidance_scale=guidance,
                  use_dynamic_cfg=args.dynamic_cfg, seed=args.seed, latents=latents, contrast_prompts=contrasts,
                  contrast_scale=contrast_scale, selection=selection)
-    save_video(args.out, video[0], args.fps)
+    from cogvideox_jax.data.video_io import VideoWriteError
+
+    try:
+        save_video(args.out, video[0], args.fps)
+    except VideoWriteError as e:
+        print(f"cogvideox-jax sample: error: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {args.out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]})")
     return 0
 
 
-def save_video(path: str, frames, fps: float) -> None:
-    """frames: float (T, H, W, 3) in [0, 1] -> .mp4 (libx264) or .gif."""
+VIDEO_EXTENSIONS = (".mp4", ".gif")
+
+
+def _lora_scales(args) -> list[float]:
+    """One ``--lora-scale`` for every ``--lora`` (a single value applies to all; default 1)."""
+    loras, scales = args.lora or [], args.lora_scale or [1.0]
+    if len(scales) == 1:
+        return scales * len(loras)
+    if len(scales) != len(loras):
+        _usage_error(args, f"{len(loras)} --lora but {len(scales)} --lora-scale: give one scale, or one per LoRA")
+    return scales
+
+
+def _usage_error(args, message: str):
+    """Exit 2 with ``message``, as argparse does for a bad argument."""
+    parser = getattr(args, "sample_parser", None)
+    if parser is not None:
+        parser.error(message)
+    print(f"cogvideox-jax sample: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _check_video_out(args, path: str) -> None:
+    """``--out`` must end in .mp4 / .gif, not be a directory, and be creatable: its folder (or the nearest
+    existing one above it) must be a directory a file can be created in, tried with a temporary file."""
+    import tempfile
+
+    ext = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):
+        _usage_error(args, f"--out {path!r} is a directory; give a file name ending in .mp4 or .gif")
+    if ext not in VIDEO_EXTENSIONS:
+        _usage_error(args, f"--out {path!r}: the video must be {' or '.join(VIDEO_EXTENSIONS)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        _usage_error(args, f"--out {path!r}: {existing!r} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".cogvideox-jax-probe-", suffix=ext, dir=existing)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        _usage_error(args, f"--out {path!r}: cannot create files in {existing!r}: {e.strerror or e}")
+
+
+def _check_request(args, path: str, steps: int) -> None:
+    """--frames / --height / --width and --image against the model's config.json files (no weights read),
+    with the frame rules the pipeline applies, and the step count against the scheduler's; --image must be
+    a readable image."""
+    from configs.scheduler import SchedulerConfig
+    from configs.transformer import TransformerConfig
+    from configs.vae import VAEConfig
+    from cogvideox_jax.convert.pipeline_checkpoint import is_pipeline_checkpoint
+    from cogvideox_jax.convert.safetensors_io import read_config
+    from cogvideox_jax.pipeline.frame_rules import plan_frames
+
+    if args.image is not None:
+        if not os.path.isfile(args.image):
+            _usage_error(args, f"--image {args.image!r}: no such file")
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(args.image):
+                pass
+        except (OSError, UnidentifiedImageError) as e:
+            _usage_error(args, f"--image {args.image!r} is not a readable image: {e}")
+    if not (is_pipeline_checkpoint(path) or os.path.exists(os.path.join(path, "model_index.json"))):
+        return  # not a model folder: loading it says so
+    # an unreadable config.json is a CheckpointFormatError naming it, raised here rather than after a load
+    configs = {name: read_config(os.path.join(path, name)) for name in ("transformer", "vae", "text_encoder")}
+    n_train = SchedulerConfig.from_pretrained(path).num_train_timesteps
+    try:
+        tc = TransformerConfig.from_diffusers_config(configs["transformer"])
+        vc = VAEConfig.from_diffusers_config(configs["vae"])
+    except (TypeError, ValueError):
+        return  # loading the model reports an invalid config with its own error
+    if steps > n_train:
+        _usage_error(args, f"steps={steps}: the scheduler has {n_train} training timesteps, at most that many steps")
+    s = vc.spatial_compression
+    try:
+        plan_frames(args.frames or tc.sample_frames, args.height or tc.sample_height * s,
+                    args.width or tc.sample_width * s, patch_size=tc.patch_size, patch_size_t=tc.patch_size_t,
+                    temporal_compression=int(vc.temporal_compression_ratio), spatial_compression=s)
+    except ValueError as e:
+        _usage_error(args, f"{e} (--frames / --height / --width; default: the model's)")
+    i2v = tc.in_channels == 2 * vc.latent_channels
+    if i2v and args.image is None:
+        _usage_error(args, f"{path!r} is an image-to-video model: pass --image")
+    if args.image is not None and not i2v:
+        _usage_error(args, f"--image given but {path!r} is a text-to-video model")
+
+
+def _load_latents(args):
     import numpy as np
 
-    from cogvideox_jax.data.video_io import to_uint8, write_video
+    if not os.path.isfile(args.latents):
+        _usage_error(args, f"--latents {args.latents!r}: no such file")
+    try:
+        latents = np.load(args.latents, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        _usage_error(args, f"--latents {args.latents!r} is not a readable .npy array: {e}")
+    if not isinstance(latents, np.ndarray):
+        _usage_error(args, f"--latents {args.latents!r} must be one .npy array, not an .npz archive")
+    return latents
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+def _finite(value: float) -> bool:
+    import math
+
+    return math.isfinite(value)
+
+
+def _number(convert, ok, requirement: str):
+    """An argparse ``type=``: ``convert(text)`` that must satisfy ``ok`` (else "must be {requirement}")."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if convert is int else ' number'}") \
+                from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return value
+
+    return parse
+
+
+_positive_int = _number(int, lambda v: v >= 1, ">= 1")
+_non_negative_int = _number(int, lambda v: v >= 0, ">= 0")
+_positive_float = _number(float, lambda v: _finite(v) and v > 0, "a finite number > 0")
+_non_negative_float = _number(float, lambda v: _finite(v) and v >= 0, "a finite number >= 0")
+_finite_float = _number(float, _finite, "a finite number")
+
+
+def save_video(path: str, frames, fps: float) -> None:
+    """frames: float (T, H, W, 3) in [0, 1] -> .mp4 (libx264) or .gif, written to a temporary file in the
+    same folder and renamed to ``path`` at the end; a failure is a ``VideoWriteError`` naming ``path``."""
+    import numpy as np
+
+    from cogvideox_jax.data.video_io import to_uint8, write_atomically, write_video
+
     if path.lower().endswith(".gif"):
         import imageio.v2 as imageio
 
-        imageio.mimsave(path, list(to_uint8(np.asarray(frames))), duration=1.0 / fps, loop=0)
+        write_atomically(path, lambda tmp: imageio.mimsave(tmp, list(to_uint8(np.asarray(frames))),
+                                                           duration=1.0 / fps, loop=0))
     else:
         write_video(path, frames, fps=fps)
 

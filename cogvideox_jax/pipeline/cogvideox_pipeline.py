@@ -11,6 +11,7 @@ channel-concatenates its (scaled, zero-padded) latents.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Sequence
 
 import jax
@@ -60,10 +61,29 @@ class CogVideoXPipeline:
     # ----------------------------------------------------------------------------- loading
     @classmethod
     def from_pretrained(cls, path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, mesh=None,
-                        sequence_parallel: str | None = None, vae_decode: str = "diffusers") -> "CogVideoXPipeline":
+                        sequence_parallel: str | None = None, vae_decode: str = "diffusers", lora=None,
+                        lora_scale=1.0, lora_ignore_unmatched: bool = False) -> "CogVideoXPipeline":
         """Load a diffusers pipeline folder (``model_index.json``) or a checkpoint written by
-        ``cogvideox-jax convert``."""
+        ``cogvideox-jax convert``.
+
+        ``lora``: a diffusers / PEFT LoRA file or folder (or a list of them), merged into the transformer's
+        weights once here (``convert/lora_files.py``: no per-step cost; sharded like the weights) with
+        ``lora_scale`` (one scale, or one per LoRA) times its own alpha / rank; modules that match none of
+        the transformer's are an error listing them unless ``lora_ignore_unmatched``."""
+        loras = [] if lora is None else [lora] if isinstance(lora, (str, os.PathLike)) else list(lora)
+        scales = list(lora_scale) if isinstance(lora_scale, (list, tuple)) else [lora_scale] * len(loras)
+        if len(scales) != len(loras):
+            raise ValueError(f"{len(loras)} LoRAs but {len(scales)} lora_scale values")
         components = comp.load_components(path, dtype=dtype, param_dtype=param_dtype)
+        if loras:
+            import dataclasses
+
+            from cogvideox_jax.convert.host_arrays import as_aligned
+            from cogvideox_jax.convert.lora_files import merge_lora_files
+
+            merged = merge_lora_files(components.transformer_params, components.transformer.config,
+                                      list(zip(loras, scales)), ignore_unmatched=lora_ignore_unmatched)
+            components = dataclasses.replace(components, transformer_params=jax.tree_util.tree_map(as_aligned, merged))
         if mesh is not None:
             from cogvideox_jax.parallel.mesh import make_mesh
 
@@ -117,6 +137,11 @@ class CogVideoXPipeline:
         (for 1.5 including the padding latent frame). ``image_latent_mode``: ``"sample"`` (the reference:
         a posterior sample of the encoded image) or ``"mode"`` (its mean).
         """
+        n_train = self.components.scheduler_config.num_train_timesteps
+        if not 1 <= num_inference_steps <= n_train:
+            raise ValueError(f"num_inference_steps must be in [1, {n_train}], got {num_inference_steps}")
+        if not guidance_scale >= 0:  # also NaN; CFG is applied when guidance_scale > 1
+            raise ValueError(f"guidance_scale must be >= 0 (CFG is applied when > 1), got {guidance_scale}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
         if len(negatives) != len(prompts):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import os
 from typing import Any, Callable
 
@@ -97,8 +96,10 @@ def is_diffusers_pipeline(path: str) -> bool:
 
 
 def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, progress=None,
-                    transformer_overrides: dict | None = None) -> PipelineComponents:
-    """Load every component from a diffusers pipeline folder or a cogvideox-jax checkpoint.
+                    transformer_overrides: dict | None = None,
+                    names: tuple[str, ...] = tuple(COMPONENT_KINDS)) -> PipelineComponents:
+    """Load every component (or those in ``names``; the others are ``None``) from a diffusers pipeline
+    folder or a cogvideox-jax checkpoint, with the tokenizer and the scheduler config.
 
     ``transformer_overrides``: execution options for the transformer config (e.g. ``scan_layers``).
     """
@@ -109,12 +110,13 @@ def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, pr
         ckpt.read_marker(path)
         loaded, configs = {}, {}
         for name, kind in COMPONENT_KINDS.items():
-            with open(os.path.join(path, name, "config.json")) as f:
-                configs[name] = json.load(f)
+            if name not in names:
+                continue
+            configs[name] = ckpt.read_component_config(path, name)
             module = kind.build({**configs[name], **overrides.get(name, {})}, dtype, param_dtype)
             _, params = ckpt.read_component(path, name)
             if name == "transformer":
-                params = _relayout_blocks(params, module.config.scan_layers)
+                params = relayout_blocks(params, module.config.scan_layers)
             params = jax.tree_util.tree_map(lambda x: as_aligned(x, param_dtype), params)  # used in place by XLA:CPU
             loaded[name] = (module, params)
             if progress:
@@ -122,6 +124,8 @@ def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, pr
     elif is_diffusers_pipeline(path):
         loaded, configs = {}, {}
         for name, kind in COMPONENT_KINDS.items():
+            if name not in names:
+                continue
             folder = os.path.join(path, name)
             configs[name] = read_config(folder)
             kw = {"config_overrides": overrides[name]} if overrides.get(name) else {}
@@ -133,17 +137,18 @@ def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, pr
             f"{path!r} is neither a diffusers pipeline folder (model_index.json) nor a cogvideox-jax "
             f"checkpoint ({ckpt.MARKER}); convert one with `cogvideox-jax convert`")
     tok_dir = os.path.join(path, "tokenizer")
+    none = (None, None)
     return PipelineComponents(
-        transformer=loaded["transformer"][0], transformer_params=loaded["transformer"][1],
-        vae=loaded["vae"][0], vae_params=loaded["vae"][1],
-        text_encoder=loaded["text_encoder"][0], text_encoder_params=loaded["text_encoder"][1],
+        transformer=loaded.get("transformer", none)[0], transformer_params=loaded.get("transformer", none)[1],
+        vae=loaded.get("vae", none)[0], vae_params=loaded.get("vae", none)[1],
+        text_encoder=loaded.get("text_encoder", none)[0], text_encoder_params=loaded.get("text_encoder", none)[1],
         tokenizer=load_tokenizer(tok_dir), tokenizer_dir=tok_dir,
         scheduler_config=SchedulerConfig.from_pretrained(os.path.join(path, "scheduler")),
         source_configs=configs,
     )
 
 
-def _relayout_blocks(params: dict, scan_layers: bool) -> dict:
+def relayout_blocks(params: dict, scan_layers: bool) -> dict:
     """Stack (``transformer_blocks_{i}`` -> ``transformer_blocks``) or unstack the transformer blocks so a
     checkpoint stored in either layout loads into a module of either layout."""
     stacked = "transformer_blocks" in params
@@ -193,23 +198,27 @@ def preprocess_image(image, height: int, width: int) -> np.ndarray:
     return arr * 2.0 - 1.0
 
 
-def shard_components(components: PipelineComponents, mesh, *, sequence_parallel: str | None = None
-                     ) -> PipelineComponents:
-    """Put every component's params on ``mesh`` (FSDP/tensor shardings from their logical axis names,
-    see ``parallel/param_sharding.py``; placed shard by shard) and rebuild the transformer module with
-    ``mesh`` and ``sequence_parallel`` (``None`` | ``"ulysses"`` | ``"ring"``) so its attention runs
-    sequence-parallel when the mesh has a ``sequence`` axis."""
+def place_components(components: PipelineComponents, mesh, names=("vae", "text_encoder")) -> PipelineComponents:
+    """``components`` with the params of ``names`` put on ``mesh`` (FSDP/tensor shardings from their
+    logical axis names, see ``parallel/param_sharding.py``; placed shard by shard)."""
     from cogvideox_jax.parallel.param_sharding import param_shardings, place_params
 
+    placed = {}
+    for name in names:
+        module = components.module(name)
+        inputs = COMPONENT_KINDS[name].dummy_inputs(module.config)
+        abstract = jax.eval_shape(module.init, jax.random.PRNGKey(0), *inputs)["params"]
+        placed[f"{name}_params"] = place_params(components.params(name), param_shardings(abstract, mesh))
+    return dataclasses.replace(components, **placed)
+
+
+def shard_components(components: PipelineComponents, mesh, *, sequence_parallel: str | None = None
+                     ) -> PipelineComponents:
+    """Put every component's params on ``mesh`` (``place_components``) and rebuild the transformer
+    module with ``mesh`` and ``sequence_parallel`` (``None`` | ``"ulysses"`` | ``"ring"``) so its
+    attention runs sequence-parallel when the mesh has a ``sequence`` axis."""
     t = components.transformer
     transformer = type(t)(dataclasses.replace(t.config, sequence_parallel=sequence_parallel), dtype=t.dtype,
                           param_dtype=t.param_dtype, mesh=mesh)
-    modules = {"transformer": transformer, "vae": components.vae, "text_encoder": components.text_encoder}
-    placed = {}
-    for name, module in modules.items():
-        inputs = COMPONENT_KINDS[name].dummy_inputs(module.config)
-        abstract = jax.eval_shape(module.init, jax.random.PRNGKey(0), *inputs)["params"]
-        placed[name] = place_params(components.params(name), param_shardings(abstract, mesh))
-    return dataclasses.replace(
-        components, transformer=transformer, transformer_params=placed["transformer"],
-        vae_params=placed["vae"], text_encoder_params=placed["text_encoder"])
+    components = dataclasses.replace(components, transformer=transformer)
+    return place_components(components, mesh, ("transformer", "vae", "text_encoder"))

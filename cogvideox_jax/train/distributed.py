@@ -22,9 +22,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if process_id is None and "COGVIDEOX_PROCESS_ID" in os.environ:
         process_id = int(os.environ["COGVIDEOX_PROCESS_ID"])
     platform = platform or os.environ.get("JAX_PLATFORMS", "").split(",")[0] or None
-    if platform == "cpu":
-        if local_device_count:
-            jax.config.update("jax_num_cpu_devices", local_device_count)
+    if local_device_count:  # the CPU backend's device count (set before any backend starts)
+        jax.config.update("jax_num_cpu_devices", local_device_count)
+    if platform == "cpu" or (platform is None and coordinator_address is not None and _cpu_only()):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if coordinator_address is None:
         if platform in (None, "tpu") and _on_tpu_pod():
@@ -32,6 +32,14 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         return
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)
+
+
+def _cpu_only() -> bool:
+    """No accelerator plugin installed (jaxlib's CPU backend is the only one), without starting a backend."""
+    import importlib.util
+
+    return not any(importlib.util.find_spec(m) for m in ("libtpu", "jax_cuda12_plugin", "jax_cuda13_plugin",
+                                                           "jax_rocm60_plugin"))
 
 
 def _on_tpu_pod() -> bool:

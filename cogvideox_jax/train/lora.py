@@ -103,13 +103,18 @@ def lora_delta(a, b, kernel_shape, scale: float):
 
 
 def merge_lora(params, lora: dict, scale: float):
-    """Base params with ``W + scale·A@B`` at every LoRA target (works traced and on numpy)."""
+    """Base params with ``W + scale·A@B`` at every LoRA target (traced, or on host numpy arrays when
+    every input is one: then nothing goes to a device)."""
     flat = traverse_util.flatten_dict(params)
     keymap = {SEP.join(str(p) for p in path): path for path in flat}
     for k, ab in lora.items():
         path = keymap[k]
         w = flat[path]
-        flat[path] = (jnp.asarray(w, jnp.float32) + lora_delta(ab["a"], ab["b"], w.shape, scale)).astype(w.dtype)
+        if all(isinstance(x, np.ndarray) for x in (w, ab["a"], ab["b"])):
+            delta = np.matmul(ab["a"].astype(np.float32), ab["b"].astype(np.float32)) * np.float32(scale)
+            flat[path] = (w.astype(np.float32) + delta.reshape(w.shape)).astype(w.dtype)
+        else:
+            flat[path] = (jnp.asarray(w, jnp.float32) + lora_delta(ab["a"], ab["b"], w.shape, scale)).astype(w.dtype)
     return traverse_util.unflatten_dict(flat)
 
 

@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+from cogvideox_jax import paths
+
 # dense bf16 peak FLOP/s per chip, for the MFU estimate
 PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5": 459e12, "TPU v5p": 459e12,
               "TPU v6 lite": 918e12, "TPU v6e": 918e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -63,8 +65,8 @@ class MetricsLogger:
         self._jsonl = None
         self._tb = None
         if log_dir and is_main:
-            os.makedirs(log_dir, exist_ok=True)
-            self._jsonl = open(os.path.join(log_dir, "metrics.jsonl"), "a")
+            paths.makedirs(log_dir)
+            self._jsonl = JsonlAppender(paths.join(log_dir, "metrics.jsonl"))
             try:
                 from tensorboardX import SummaryWriter  # optional
                 self._tb = SummaryWriter(log_dir)
@@ -107,11 +109,83 @@ class MetricsLogger:
             tqdm.write(" | ".join(parts), file=sys.stdout)
         return rec
 
+    def log_videos(self, step: int, tag: str, videos, scalars: dict | None = None) -> None:
+        """Sampled videos ``(B, T, H, W, 3)`` in [0, 1]: a frame strip each to TensorBoard (``tag/i``),
+        and ``scalars`` (e.g. the sampling time) as one ``{"event": tag}`` line in the JSONL and stdout."""
+        if not self.is_main:
+            return
+        scalars = {k: float(v) for k, v in (scalars or {}).items()}
+        if self._tb is not None:
+            from cogvideox_jax.train.validation import frame_strip
+
+            for i, video in enumerate(videos):
+                self._tb.add_image(f"{tag}/{i}", frame_strip(video), step, dataformats="HWC")
+            for k, v in scalars.items():
+                self._tb.add_scalar(f"{tag}/{k}", v, step)
+            self._tb.flush()
+        if self._jsonl:
+            self._jsonl.write(json.dumps({"step": int(step), "event": tag, "videos": len(videos), **scalars}) + "\n")
+            self._jsonl.flush()
+        if self.stdout:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"step {step} | {tag}: {len(videos)} videos" + "".join(f" | {k} {v:.4g}" for k, v in
+                                                                             scalars.items()), file=sys.stdout)
+
     def close(self) -> None:
         if self._jsonl:
             self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def drop_records_after(log_dir: str, step: int) -> int:
+    """Remove the ``metrics.jsonl`` records of steps after ``step`` (a resumed run logs them again);
+    returns how many were removed."""
+    path = paths.join(log_dir, "metrics.jsonl")
+    if not paths.exists(path):
+        return 0
+    lines = paths.read_text(path).splitlines(keepends=True)
+    keep = [line for line in lines if not line.strip() or json.loads(line).get("step", 0) <= step]
+    if len(keep) != len(lines):
+        paths.write_atomic(path, "".join(keep))
+    return len(lines) - len(keep)
+
+
+class JsonlAppender:
+    """Appends lines to a local file, or (cloud storage objects cannot be appended to) to a local copy
+    of a remote one that is uploaded whole at most every ``upload_every_s`` seconds and at ``close``."""
+
+    def __init__(self, path: str, upload_every_s: float = 30.0):
+        self.path = path
+        self.remote = paths.is_url(path)
+        self.upload_every_s = upload_every_s
+        self._last_upload = time.monotonic()
+        if self.remote:
+            import tempfile
+
+            self._local = os.path.join(tempfile.mkdtemp(prefix="cogvideox-metrics-"), "metrics.jsonl")
+            with open(self._local, "w") as f:
+                f.write(paths.read_text(path) if paths.exists(path) else "")
+        self._file = open(self._local if self.remote else path, "a")
+
+    def write(self, text: str) -> None:
+        self._file.write(text)
+
+    def flush(self) -> None:
+        self._file.flush()
+        if self.remote and time.monotonic() - self._last_upload >= self.upload_every_s:
+            self._upload()
+
+    def _upload(self) -> None:
+        with open(self._local) as f:
+            paths.write_atomic(self.path, f.read())
+        self._last_upload = time.monotonic()
+
+    def close(self) -> None:
+        self._file.close()
+        if self.remote:
+            self._upload()
 
 
 class StepTimer:

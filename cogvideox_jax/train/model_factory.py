@@ -130,10 +130,20 @@ def _dtype(name: str):
     return jnp.dtype(name)
 
 
-def build_model(cfg) -> ModelSpec:
-    """The module + input description for ``cfg.model``."""
+def build_model(cfg, init=None) -> ModelSpec:
+    """The module + input description for ``cfg.model``; with ``init`` (``train/init_source.py``) the
+    transformer of the init weights' config (a named preset must agree with it)."""
     dtype, param_dtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
     execution = cfg.execution.overrides()
+    if init is not None:
+        from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
+        from cogvideox_jax.train.init_source import check_preset, transformer_config
+
+        config = transformer_config(init, execution)
+        check_preset(cfg.model, config, init)
+        return spec_for_transformer(CogVideoXTransformer3D(config, dtype=dtype, param_dtype=param_dtype))
+    if cfg.model == "auto":
+        raise ValueError("model='auto' takes the transformer's architecture from init_from (--init PATH); none given")
     if cfg.model == "standin":
         if execution:
             raise ValueError(f"execution options {sorted(execution)} apply to transformer presets, not model='standin'")

@@ -25,6 +25,7 @@ from cogvideox_jax.train.caption_contrast import caption_contrast_term
 from cogvideox_jax.train.diffusion_loss import add_noise, v_prediction_loss
 from cogvideox_jax.train.ema import update_ema
 from cogvideox_jax.train.i2v_conditioning import drop_images, i2v_model_input
+from cogvideox_jax.train.latent_frame_padding import pad_latent_frames
 from cogvideox_jax.train.object_loss_weight import object_loss_weights
 from cogvideox_jax.train.prediction_rollout import rolled_inputs, rollout_draws
 from cogvideox_jax.train.text_dropout import drop_text, text_keep_mask
@@ -55,6 +56,7 @@ class StepOptions:
     caption_contrast_weight: float = 0.0    # > 0: + this x the caption-contrastive term (train/caption_contrast.py)
     caption_contrast_sharpness: float = 20.0
     caption_contrast_start_step: int = 0    # one pass per step before it, two from it on
+    patch_size_t: int = 1                 # CogVideoX 1.5: 2 (latent frames padded to a multiple: latent_frame_padding.py)
 
 
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
@@ -72,7 +74,7 @@ def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: i
     ac = jnp.asarray(opts.alphas_cumprod, jnp.float32)
 
     def loss_and_grads(state: TrainState, batch):
-        latents = batch["latents"].astype(jnp.float32)
+        latents = pad_latent_frames(batch["latents"].astype(jnp.float32), opts.patch_size_t)
         text_key = "text_ids" if "text_ids" in batch else "text_emb"
         text = batch[text_key]
         bsz = latents.shape[0]
@@ -190,9 +192,16 @@ def make_train_step(module: nn.Module, optimizer: optax.GradientTransformation, 
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = update_ema(state.ema, params, opts.ema_decay) if opts.ema_decay else state.ema
-        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema=ema)
+        # a non-finite loss or gradient norm is not applied: params, optimizer state and EMA stay as
+        # they were (the step counter moves on, so the next step draws new timesteps and noise)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        keep = lambda new_tree, old_tree: jax.tree_util.tree_map(  # noqa: E731
+            lambda n, o: jnp.where(finite, n, o), new_tree, old_tree)
+        new = state.replace(step=state.step + 1, params=keep(params, state.params),
+                            opt_state=keep(opt_state, state.opt_state), ema=keep(ema, state.ema))
         metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(state.step),
-                   "t_min": jnp.min(t), "t_max": jnp.max(t), **extra}
+                   "t_min": jnp.min(t), "t_max": jnp.max(t), "nonfinite": 1.0 - finite.astype(jnp.float32),
+                   **extra}
         return new, metrics
 
     batch_ndims = batch_ndims or {"latents": 5, "text_emb": 3,

@@ -69,13 +69,19 @@ def video_data_factory(cfg, stage_index: int, latent_shape, text_shape, batch_si
     source = make_train_iterator(cfg.data.path, f"{stage.num_frames}x{stage.height}x{stage.width}", per_process,
                                  seed=cfg.data.shuffle_seed + stage_index, fps=fps, **iterator_kw)
     enc_v, enc_t = encoders or _cached_encoders(cfg.data.pretrained, cfg.text_len)
-    return EncodedVideoBatches(source, enc_v, enc_t, image_conditioned=_image_conditioned(cfg.model),
+    return EncodedVideoBatches(source, enc_v, enc_t, image_conditioned=_image_conditioned(cfg),
                                seed=cfg.seed + stage_index)
 
 
-def _image_conditioned(model: str) -> bool:
-    """Whether the named transformer preset is an I2V model (input = 2 × output channels)."""
+def _image_conditioned(cfg) -> bool:
+    """Whether the run's transformer (``init_from``'s, else the named preset) is an I2V model (input =
+    2 × output channels)."""
     from configs.transformer import PRESETS
 
-    c = PRESETS.get(model)
+    if cfg.init_from:
+        from cogvideox_jax.train.init_source import resolve_init, transformer_config
+
+        c = transformer_config(resolve_init(cfg.init_from))
+    else:
+        c = PRESETS.get(cfg.model)
     return c is not None and c.in_channels == 2 * (c.out_channels or c.in_channels)

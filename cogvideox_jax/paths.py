@@ -1,0 +1,137 @@
+"""Paths that may be local folders or cloud URLs (``gs://bucket/run``), through ``etils.epath``.
+
+Training workdirs, ``--init`` sources, exports and data roots go through these helpers instead of
+``os.path`` / ``open``: ``os.path.abspath("gs://b/run")`` is the local folder ``./gs:/b/run``.
+Orbax takes the same strings (it uses ``epath`` and TensorStore itself).
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+from etils import epath
+
+
+def is_url(path) -> bool:
+    """``gs://…``, ``s3://…`` and other ``scheme://`` paths."""
+    return "://" in str(path)
+
+
+def absolute(path) -> str:
+    """``path`` made absolute when local; URLs unchanged."""
+    path = os.fspath(path)
+    return path if is_url(path) else os.path.abspath(os.path.expanduser(path))
+
+
+def as_path(path) -> epath.Path:
+    return epath.Path(absolute(path))
+
+
+def join(path, *parts) -> str:
+    return str(as_path(path).joinpath(*parts))
+
+
+def exists(path) -> bool:
+    return as_path(path).exists()
+
+
+def isdir(path) -> bool:
+    return as_path(path).is_dir()
+
+
+def makedirs(path) -> str:
+    p = as_path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    return str(p)
+
+
+def read_text(path) -> str:
+    """The file's text; a file that is not UTF-8 is a ``ValueError`` naming it."""
+    try:
+        return as_path(path).read_text()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not a UTF-8 text file: {e}") from e
+
+
+def read_json(path):
+    """Parsed JSON; unreadable or invalid JSON is a ``ValueError`` naming the file."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
+
+
+def write_atomic(path, data: str | bytes) -> None:
+    """Write a file under a temporary name in its folder, then rename it into place."""
+    p = as_path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.parent / f".{p.name}.tmp-{uuid.uuid4().hex[:8]}"
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data)
+    tmp.replace(p)
+
+
+def write_json(path, obj, **kw) -> None:
+    write_atomic(path, json.dumps(obj, indent=kw.pop("indent", 2), **kw))
+
+
+def cache_root() -> str:
+    """Where remote inputs are copied to (``$COGVIDEOX_JAX_CACHE``, default ``~/.cache/cogvideox_jax``)."""
+    return os.environ.get("COGVIDEOX_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "cogvideox_jax")
+
+
+def localize(path, parts=None) -> str:
+    """A local folder holding ``path``'s files: ``path`` itself when local; for a URL, a copy under
+    ``cache_root()/remote/`` (of the entries named in ``parts`` only, when given), made once and reused.
+
+    Readers that need local files (safetensors' memory map, tokenizers, ffmpeg, ArrayRecord) take
+    remote inputs through this. Orbax checkpoints are read from URLs directly and need no copy."""
+    path = absolute(path)
+    if not is_url(path):
+        return path
+    import hashlib
+
+    src = as_path(path)
+    dest = os.path.join(cache_root(), "remote", hashlib.sha256(path.encode()).hexdigest()[:16])
+    os.makedirs(dest, exist_ok=True)
+    names = list(parts) if parts is not None else sorted(p.name for p in src.iterdir())
+    for name in names:
+        done = os.path.join(dest, f".complete-{name}")
+        if os.path.exists(done) or not (src / name).exists():
+            continue
+        _copy_tree(src / name, os.path.join(dest, name))
+        open(done, "w").close()
+    return dest
+
+
+def _copy_tree(src: epath.Path, dst: str) -> None:
+    import shutil
+
+    if src.is_dir():
+        os.makedirs(dst, exist_ok=True)
+        for child in src.iterdir():
+            _copy_tree(child, os.path.join(dst, child.name))
+        return
+    tmp = f"{dst}.tmp-{uuid.uuid4().hex[:8]}"
+    with src.open("rb") as fin, open(tmp, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 16 << 20)
+    os.replace(tmp, dst)
+
+
+def upload_tree(local: str, url: str) -> None:
+    """Copy the local folder ``local`` to ``url`` (file by file)."""
+    dst = as_path(url)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in sorted(os.listdir(local)):
+        src = os.path.join(local, name)
+        if os.path.isdir(src):
+            upload_tree(src, str(dst / name))
+        else:
+            with open(src, "rb") as fin, (dst / name).open("wb") as fout:
+                import shutil
+
+                shutil.copyfileobj(fin, fout, 16 << 20)
