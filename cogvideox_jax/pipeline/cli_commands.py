@@ -83,9 +83,11 @@ def _progress(names):
 
 def run_convert(args) -> int:
     from cogvideox_jax.convert.pipeline_checkpoint import write_pipeline_checkpoint
-    from cogvideox_jax.pipeline.components import load_components
+    from cogvideox_jax.pipeline.components import load_components, local_pipeline
 
-    if os.path.exists(args.out) and (not os.path.isdir(args.out) or os.listdir(args.out)):
+    from cogvideox_jax import paths
+
+    if paths.exists(args.out) and (not paths.isdir(args.out) or any(paths.as_path(args.out).iterdir())):
         # checked again when writing; here so that nothing is loaded for a conversion that cannot be written
         print(f"cogvideox-jax convert: error: --out {args.out!r} exists and is not an empty directory; choose a "
               "new --out directory", file=sys.stderr)
@@ -97,17 +99,27 @@ def run_convert(args) -> int:
         comps = load_sat_components(args, param_dtype=dtype)
     else:
         bar, tick = _progress(["transformer", "vae", "text_encoder"])
-        comps = load_components(args.diffusers, param_dtype=dtype, progress=tick,
+        comps = load_components(local_pipeline(args.diffusers), param_dtype=dtype, progress=tick,
                                 transformer_overrides={"scan_layers": args.scan_layers})
         bar.close()
     configs = dict(comps.source_configs)
     configs["transformer"] = {**configs["transformer"], "scan_layers": args.scan_layers}
     bar, tick = _progress(["transformer", "vae", "text_encoder"])
-    write_pipeline_checkpoint(
-        args.out, configs=configs,
-        params={n: comps.params(n) for n in ("transformer", "vae", "text_encoder")},
-        tokenizer_dir=comps.tokenizer_dir, scheduler_config=comps.scheduler_config.to_diffusers_config(),
-        dtype=args.dtype, variant=getattr(args, "variant", None), progress=tick)
+
+    def write(out):
+        write_pipeline_checkpoint(
+            out, configs=configs, params={n: comps.params(n) for n in ("transformer", "vae", "text_encoder")},
+            tokenizer_dir=comps.tokenizer_dir, scheduler_config=comps.scheduler_config.to_diffusers_config(),
+            dtype=args.dtype, variant=getattr(args, "variant", None), progress=tick)
+
+    if paths.is_url(args.out):  # written locally, then uploaded (the marker file last)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            write(os.path.join(tmp, "ckpt"))
+            paths.upload_tree(os.path.join(tmp, "ckpt"), args.out)
+    else:
+        write(args.out)
     bar.close()
     print(f"wrote {args.out}")
     return 0

@@ -64,7 +64,7 @@ class CogVideoXPipeline:
                         sequence_parallel: str | None = None, vae_decode: str = "diffusers", lora=None,
                         lora_scale=1.0, lora_ignore_unmatched: bool = False) -> "CogVideoXPipeline":
         """Load a diffusers pipeline folder (``model_index.json``) or a checkpoint written by
-        ``cogvideox-jax convert``.
+        ``cogvideox-jax convert`` (local, or on cloud storage: ``gs://…`` is copied to the local cache).
 
         ``lora``: a diffusers / PEFT LoRA file or folder (or a list of them), merged into the transformer's
         weights once here (``convert/lora_files.py``: no per-step cost; sharded like the weights) with
@@ -74,7 +74,7 @@ class CogVideoXPipeline:
         scales = list(lora_scale) if isinstance(lora_scale, (list, tuple)) else [lora_scale] * len(loras)
         if len(scales) != len(loras):
             raise ValueError(f"{len(loras)} LoRAs but {len(scales)} lora_scale values")
-        components = comp.load_components(path, dtype=dtype, param_dtype=param_dtype)
+        components = comp.load_components(comp.local_pipeline(path), dtype=dtype, param_dtype=param_dtype)
         if loras:
             import dataclasses
 

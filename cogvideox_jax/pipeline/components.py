@@ -95,6 +95,14 @@ def is_diffusers_pipeline(path: str) -> bool:
     return os.path.exists(os.path.join(path, "model_index.json"))
 
 
+def local_pipeline(path: str, names: tuple[str, ...] = tuple(COMPONENT_KINDS)) -> str:
+    """``path`` itself when local; a pipeline folder on cloud storage (``gs://…``) copied once to the local
+    cache (``paths.localize``), with only the components in ``names`` plus the tokenizer and scheduler."""
+    from cogvideox_jax import paths
+
+    return paths.localize(path, ["model_index.json", ckpt.MARKER, "tokenizer", "scheduler", *names])
+
+
 def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, progress=None,
                     transformer_overrides: dict | None = None,
                     names: tuple[str, ...] = tuple(COMPONENT_KINDS)) -> PipelineComponents:
@@ -121,7 +129,8 @@ def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, pr
             loaded[name] = (module, params)
             if progress:
                 progress(name)
-    elif is_diffusers_pipeline(path):
+    elif is_diffusers_pipeline(path) or all(os.path.exists(os.path.join(path, n, "config.json")) for n in names):
+        # a diffusers pipeline folder, or a folder holding just the components asked for
         loaded, configs = {}, {}
         for name, kind in COMPONENT_KINDS.items():
             if name not in names:
@@ -143,7 +152,9 @@ def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, pr
         vae=loaded.get("vae", none)[0], vae_params=loaded.get("vae", none)[1],
         text_encoder=loaded.get("text_encoder", none)[0], text_encoder_params=loaded.get("text_encoder", none)[1],
         tokenizer=load_tokenizer(tok_dir), tokenizer_dir=tok_dir,
-        scheduler_config=SchedulerConfig.from_pretrained(os.path.join(path, "scheduler")),
+        scheduler_config=(SchedulerConfig.from_pretrained(os.path.join(path, "scheduler"))
+                          if os.path.isdir(os.path.join(path, "scheduler")) or is_diffusers_pipeline(path)
+                          or ckpt.is_pipeline_checkpoint(path) else None),  # a bare encoders folder has none
         source_configs=configs,
     )
 

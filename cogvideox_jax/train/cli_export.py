@@ -58,9 +58,9 @@ def _check_args(args) -> list[tuple[str, str]]:
 def run(args) -> int:
     outs = _check_args(args)
     if args.checkpoint:
-        from cogvideox_jax.pipeline.components import load_components
+        from cogvideox_jax.pipeline.components import load_components, local_pipeline
 
-        comps = load_components(args.checkpoint)
+        comps = load_components(local_pipeline(args.checkpoint))
         _write_dir(args.diffusers_out, lambda d: write_diffusers(d, comps))
         print(f"wrote diffusers pipeline folder {args.diffusers_out}")
         return 0
@@ -75,7 +75,14 @@ def run(args) -> int:
 
         lora, scale, info = run_workdir.lora_weights(workdir, step, use_ema=not args.no_ema)
         target = _lora_file(wanted["lora_out"])
-        write_diffusers_lora(target, lora, scale)
+        if paths.is_url(target):
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                local = write_diffusers_lora(os.path.join(tmp, "lora.safetensors"), lora, scale)
+                paths.write_atomic(target, open(local, "rb").read())
+        else:
+            write_diffusers_lora(target, lora, scale)
         print(f"wrote LoRA {target} (step {step}, {info['weights']}, {len(lora)} modules)")
     if "diffusers_out" in wanted or "checkpoint_out" in wanted:
         pipeline = args.pipeline or manifest.get("pipeline")
@@ -100,8 +107,16 @@ def _lora_file(out: str) -> str:
 
 
 def _write_dir(out: str, write) -> None:
-    """``write(tmp)`` into a temporary folder next to ``out``, renamed to ``out`` when it returns."""
+    """``write(tmp)`` into a temporary folder next to ``out``, renamed to ``out`` when it returns (on
+    cloud storage: into a local temporary folder, then uploaded)."""
     out = paths.absolute(out)
+    if paths.is_url(out):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            write(os.path.join(tmp, "out"))
+            paths.upload_tree(os.path.join(tmp, "out"), out)
+        return
     parent = paths.as_path(out).parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = str(parent / f".{paths.as_path(out).name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -124,12 +139,13 @@ def run_components(workdir: str, step: int, pipeline: str, *, use_ema: bool = Tr
     import jax.numpy as jnp
 
     from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
-    from cogvideox_jax.pipeline.components import load_components
+    from cogvideox_jax.pipeline.components import load_components, local_pipeline
     from cogvideox_jax.train.run_workdir import model_weights
 
     tcfg, params, _info = model_weights(workdir, step, use_ema=use_ema)
     dtype = jnp.dtype(jax_dtype_name(params))
-    comps = load_components(pipeline, names=("vae", "text_encoder"), param_dtype=dtype)
+    names = ("vae", "text_encoder")
+    comps = load_components(local_pipeline(pipeline, names), names=names, param_dtype=dtype)
     return dataclasses.replace(comps, transformer=CogVideoXTransformer3D(tcfg, param_dtype=dtype),
                                transformer_params=params)
 

@@ -16,8 +16,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("precompute", help="encode a video folder into a latent cache (VAE + T5)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", required=True, help="folder with prompts.txt + videos.txt (or metadata.jsonl)")
-    p.add_argument("--pretrained", required=True, help="diffusers CogVideoX folder (vae/, text_encoder/, tokenizer/)")
-    p.add_argument("--out", required=True, help="new latent cache folder")
+    p.add_argument("--pretrained", required=True, help="diffusers CogVideoX folder (vae/, text_encoder/, tokenizer/) "
+                                                       "or `convert` checkpoint; local or gs://")
+    p.add_argument("--out", required=True, help="new latent cache folder (local or gs://)")
     p.add_argument("--buckets", default="49x480x720",
                    help="comma-separated FRAMESxHEIGHTxWIDTH buckets each clip is cropped/resized to (the frame pack)")
     p.add_argument("--fps", type=float, default=8.0, help="frames are sampled at this rate (0: every frame)")
@@ -35,17 +36,34 @@ def run(args) -> int:
     from cogvideox_jax.models.vae.latent_scaling import has_offsets
     from cogvideox_jax.train.video_latents import frozen_posterior_encoders
 
-    enc_post, enc_text, vae_config = frozen_posterior_encoders(args.pretrained, text_len=args.text_len)
+    from cogvideox_jax import paths
+    from cogvideox_jax.pipeline.components import local_pipeline
+
+    if paths.exists(args.out) and any(paths.as_path(args.out).iterdir()):
+        raise SystemExit(f"cogvideox-jax precompute: error: --out {args.out} exists and is not empty")
+    pretrained = local_pipeline(args.pretrained, ("vae", "text_encoder"))   # gs:// sources: a local copy
+    enc_post, enc_text, vae_config = frozen_posterior_encoders(pretrained, text_len=args.text_len)
     if has_offsets(vae_config):
         raise ValueError(f"{args.pretrained}/vae's config scales latents per channel (latents_mean / latents_std) "
                          "or shifts them; latent caches store one scaling_factor. Train from the videos "
                          "instead (data.kind=videos), which applies the VAE config's scaling as it is.")
     scaling = vae_config.scaling_factor
-    batches = iterate_folder_once(args.data_root, args.buckets, args.fps or None, args.batch_size)
-    index = precompute_records(enc_post, enc_text, tqdm(batches, desc="precompute", unit="batch"), args.out,
-                               num_shards=args.num_shards,
-                               metadata={"scaling_factor": scaling, "pretrained": os.path.abspath(args.pretrained),
-                                         "buckets": args.buckets, "fps": args.fps})
+    batches = iterate_folder_once(paths.localize(args.data_root), args.buckets, args.fps or None, args.batch_size)
+    metadata = {"scaling_factor": scaling, "pretrained": paths.absolute(args.pretrained), "buckets": args.buckets,
+                "fps": args.fps}
+
+    def write(out):
+        return precompute_records(enc_post, enc_text, tqdm(batches, desc="precompute", unit="batch"), out,
+                                  num_shards=args.num_shards, metadata=metadata)
+
+    if paths.is_url(args.out):  # ArrayRecord shards are written locally, then uploaded
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            index = write(os.path.join(tmp, "cache"))
+            paths.upload_tree(os.path.join(tmp, "cache"), args.out)
+    else:
+        index = write(args.out)
     print(f"wrote {index['num_records']} records to {args.out}")
     return 0
 

@@ -140,9 +140,10 @@ def host_init_params(source: InitSource, module, param_dtype) -> dict:
 
     if source.kind in ("diffusers", "transformer"):
         folder = paths.join(source.path, "transformer") if source.kind == "diffusers" else source.path
-        return transformer_params_from_state(read_folder(folder), module, f"--init {folder}", param_dtype)
+        return transformer_params_from_state(read_folder(paths.localize(folder)), module, f"--init {folder}",
+                                             param_dtype)
     if source.kind == "checkpoint":
-        _, params = read_component(source.path, "transformer")
+        _, params = read_component(paths.localize(source.path, ["transformer"]), "transformer")
     else:
         from cogvideox_jax.train.run_workdir import model_weights
 
@@ -181,16 +182,28 @@ def load_init_params(source: InitSource, module, shardings, param_dtype):
     return place_params(host_init_params(source, module, param_dtype), shardings)
 
 
+def reads_shards(source: InitSource, module) -> bool:
+    """Whether ``load_init_params`` reads only each process's shards (a ``convert`` checkpoint in the
+    module's block layout, through orbax) rather than a host copy of all the weights."""
+    import orbax.checkpoint as ocp
+
+    if source.kind != "checkpoint":
+        return False
+    with ocp.StandardCheckpointer() as ckptr:
+        tree = ckptr.metadata(paths.join(source.path, "transformer", "params")).item_metadata.tree
+    return ("transformer_blocks" in tree) == bool(module.config.scan_layers)
+
+
 def _restore_checkpoint_shards(source: InitSource, module, shardings, param_dtype):
     """A ``convert`` checkpoint stored in the module's block layout, restored by orbax shard by shard
     (each process reads only what its devices hold); ``None`` when the layouts differ."""
     import orbax.checkpoint as ocp
 
+    if not reads_shards(source, module):
+        return None
     folder = paths.join(source.path, "transformer", "params")
     with ocp.StandardCheckpointer() as ckptr:
         tree = ckptr.metadata(folder).item_metadata.tree
-        if ("transformer_blocks" in tree) != bool(module.config.scan_layers):
-            return None
         shapes = jax.tree_util.tree_map(lambda m: tuple(m.shape), tree)
         target = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s, param_dtype, sharding=sh), shapes,
                                         shardings, is_leaf=lambda x: isinstance(x, tuple))

@@ -24,7 +24,8 @@ from cogvideox_jax.parallel.param_sharding import param_shardings, place_params
 from cogvideox_jax.train import lora as lora_lib
 from cogvideox_jax.train.checkpointing import Checkpointer, abstract_with_shardings
 from cogvideox_jax.train.diffusion_loss import training_alphas_cumprod
-from cogvideox_jax.train.init_source import init_probe, load_init_params, random_base_params, resolve_init
+from cogvideox_jax.train.init_source import (init_probe, load_init_params, random_base_params, reads_shards,
+                                             resolve_init)
 from cogvideox_jax.train.latent_batches import ArrayLatentBatches, FirstLatentFrameImages, SyntheticLatentBatches
 from cogvideox_jax.train.metrics_logging import (MetricsLogger, drop_records_after, StepTimer, peak_flops_for, sequence_lengths,
                                                  transformer_train_flops)
@@ -171,6 +172,10 @@ class Trainer:
         if self._base_params is not None:
             return place_params(self._base_params, base_sh)
         if self.init is not None:
+            if self.is_main:
+                how = ("each process reads its shards" if reads_shards(self.init, self.spec.module) else
+                       "from a host copy, placed shard by shard")
+                print(f"initialising from {self.init.path} ({self.init.kind}; {how})", flush=True)
             return load_init_params(self.init, self.spec.module, base_sh, jnp.dtype(self.cfg.param_dtype))
         with jax.set_mesh(self.mesh):
             return random_base_params(self.spec, self.cfg, base_sh)
@@ -261,10 +266,7 @@ class Trainer:
         cfg = self.cfg
         stage = cfg.stages[index]
         lat, txt = self._shapes(stage)
-        data_cfg = cfg
-        if self.pipeline_root and self.pipeline_root != cfg.data.pretrained:  # --init's pipeline encodes the videos
-            data_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, pretrained=self.pipeline_root))
-        data = self.data_factory(data_cfg, index, lat, txt, cfg.batch_size)
+        data = self.data_factory(self._data_cfg(), index, lat, txt, cfg.batch_size)
         if self.spec.image_conditioned and not getattr(data, "provides_image_latents", False):
             data = FirstLatentFrameImages(data)
         if data_state and data_state.get("stage") == index and "iter" in data_state:
@@ -290,10 +292,24 @@ class Trainer:
                                   self.state_shardings, batch_ndims=ndims)
         return _Stage(index, start, step_fn, data, (cfg.batch_size, *lat), (cfg.batch_size, *txt))
 
+    def _data_cfg(self):
+        """``cfg`` as the data sources read it: the run's pipeline (``--init``'s) encodes videos, and data
+        on cloud storage is read from a local copy (``paths.localize``)."""
+        d = self.cfg.data
+        pretrained = self.pipeline_root or ""
+        if pretrained and d.kind == "videos":
+            from cogvideox_jax.pipeline.components import local_pipeline
+
+            pretrained = local_pipeline(pretrained, ("vae", "text_encoder"))
+        data_path = ",".join(paths.localize(p) if paths.is_url(p) else p for p in d.path.split(",")) if d.path else ""
+        if (pretrained, data_path) == (d.pretrained, d.path):
+            return self.cfg
+        return dataclasses.replace(self.cfg, data=dataclasses.replace(d, pretrained=pretrained, path=data_path))
+
     def _null_text_emb(self):
         """Precomputed data may carry ``null_text_emb.npy`` (the encoded empty prompt; ``null_text_ids.npy``,
         its token ids, for a token-id model): caption dropout then uses it instead of zeros."""
-        d = self.cfg.data
+        d = self._data_cfg().data
         path = os.path.join(d.path, f"null_{self.spec.text_key}.npy")
         if d.kind == "precomputed" and os.path.exists(path):
             return np.load(path).astype(np.float32)

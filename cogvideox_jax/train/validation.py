@@ -66,9 +66,10 @@ class Validator:
     def _pipeline(self):
         if self._pipe is None:
             from cogvideox_jax.pipeline import CogVideoXPipeline
-            from cogvideox_jax.pipeline.components import load_components, place_components
+            from cogvideox_jax.pipeline.components import load_components, local_pipeline, place_components
 
-            comps = load_components(self.pipeline_root, names=("vae", "text_encoder"))
+            names = ("vae", "text_encoder")
+            comps = load_components(local_pipeline(self.pipeline_root, names), names=names)
             comps = place_components(dataclasses.replace(comps, transformer=self.module), self.mesh)
             self._pipe = CogVideoXPipeline(comps, mesh=self.mesh)
         return self._pipe

@@ -1,7 +1,7 @@
 """Training on videos: the data pipeline's pixel batches encoded on the fly by the frozen VAE and T5.
 
 ``frozen_encoders(pretrained_root)`` loads ``vae/``, ``text_encoder/`` and ``tokenizer/`` of a
-diffusers CogVideoX folder (torch-free converters) and returns jitted
+diffusers CogVideoX folder (torch-free converters) or a ``convert`` checkpoint and returns jitted
 ``encode_video(video (B,T,H,W,3) in [-1,1]) -> scaled latents`` (``models/vae/latent_scaling.py``; posterior mode —
 deterministic, so resumed runs replay exactly; diffusers finetune/ samples instead) and
 ``encode_text(prompts) -> (B, L, 4096)``. ``video_data_factory`` plugs
@@ -11,26 +11,22 @@ frames × height × width) into the ``Trainer``; its batches are per process.
 from __future__ import annotations
 
 import functools
-import os
 
 import jax
 
 from cogvideox_jax.train.latent_batches import EncodedVideoBatches
 
 
-def frozen_posterior_encoders(pretrained_root: str, *, text_len: int = 226, vae_folder: str = "vae",
-                              text_folder: str = "text_encoder", tokenizer_folder: str = "tokenizer"):
+def frozen_posterior_encoders(pretrained_root: str, *, text_len: int = 226):
     """``(encode_posterior, encode_text, vae_config)``: ``encode_posterior(video) -> (mean, logvar)``
     (unscaled, what ``cogvideox-jax precompute`` stores), the T5 prompt encoder, and the VAE's config
-    (its scaling fields)."""
+    (its scaling fields). ``pretrained_root``: a diffusers CogVideoX folder or a ``convert`` checkpoint."""
     from cogvideox_jax.compiler_options import memory_optimized
-    from cogvideox_jax.convert import load_diffusers
-    from cogvideox_jax.models.t5.prompt_encoding import encode_prompts_jit, load_tokenizer, tokenize_prompts
+    from cogvideox_jax.models.t5.prompt_encoding import encode_prompts_jit, tokenize_prompts
+    from cogvideox_jax.pipeline.components import load_components
 
-    vae_dir = os.path.join(pretrained_root, vae_folder)
-    vae, vae_params = load_diffusers(vae_dir)
-    t5, t5_params = load_diffusers(os.path.join(pretrained_root, text_folder))
-    tok = load_tokenizer(os.path.join(pretrained_root, tokenizer_folder))
+    comps = load_components(pretrained_root, names=("vae", "text_encoder"))
+    vae, vae_params, t5, t5_params = comps.vae, comps.vae_params, comps.text_encoder, comps.text_encoder_params
 
     @functools.partial(jax.jit, compiler_options=memory_optimized())
     def encode_posterior(video):
@@ -38,15 +34,15 @@ def frozen_posterior_encoders(pretrained_root: str, *, text_len: int = 226, vae_
         return post.mean, post.logvar
 
     def encode_text(prompts):
-        return encode_prompts_jit(t5, t5_params, tokenize_prompts(tok, list(prompts), text_len))
+        return encode_prompts_jit(t5, t5_params, tokenize_prompts(comps.tokenizer, list(prompts), text_len))
 
     return encode_posterior, encode_text, vae.config
 
 
-def frozen_encoders(pretrained_root: str, *, text_len: int = 226, **folders):
+def frozen_encoders(pretrained_root: str, *, text_len: int = 226):
     from cogvideox_jax.models.vae.latent_scaling import scale_latents
 
-    enc_post, encode_text, vae_config = frozen_posterior_encoders(pretrained_root, text_len=text_len, **folders)
+    enc_post, encode_text, vae_config = frozen_posterior_encoders(pretrained_root, text_len=text_len)
 
     def encode_video(video):
         return scale_latents(enc_post(video)[0], vae_config)
