@@ -130,3 +130,35 @@ def test_readme_tiny_training_runs_on_one_cpu_device(tmp_path):
     assert "note: mesh" not in proc.stdout
     manifest = json.load(open(tmp_path / "two" / "run.json"))
     assert manifest["config"]["mesh"] == "data=2,fsdp=-1"
+
+
+def test_skipped_videos_are_counted_in_the_metrics(tmp_path):
+    """Unreadable videos are skipped and their count is a metric (``data_skipped``), not only a log line."""
+    from configs.train_config import DataConfig
+    from cogvideox_jax.train.model_factory import ModelSpec, StandInVideoModel
+    from cogvideox_jax.train.video_latents import video_data_factory
+    from tests.data_video_files import write_folder
+
+    data = tmp_path / "data"
+    write_folder(data, [dict(num_frames=12, height=32, width=32, fps=8.0, noise=True) for _ in range(8)]
+                 + [dict(num_frames=12, height=32, width=32, fps=8.0, corrupt="random")])
+
+    def encode_video(video):  # stand-in encoders: the data path, not the VAE, is under test
+        return np.zeros((video.shape[0], 3, 4, 4, 4), np.float32)
+
+    def encode_text(prompts):
+        return np.zeros((len(prompts), 8, 16), np.float32)
+
+    def factory(cfg, stage_index, lat_shape, text_shape, batch_size):
+        return video_data_factory(cfg, stage_index, lat_shape, text_shape, batch_size,
+                                  encoders=(encode_video, encode_text))
+
+    module = StandInVideoModel(channels=4, text_dim=16)
+    spec = ModelSpec(module, 4, 16, 2, 1, module.layers, module.dim, 2, module.dim)
+    cfg = tiny_cfg(model="standin", batch_size=8, data=DataConfig(kind="videos", path=str(data)),
+                   stages=(StageConfig(steps=2, num_frames=9, height=32, width=32),))
+    tr = Trainer(cfg, str(tmp_path / "run"), model_spec=spec, data_factory=factory, progress=False)
+    records = tr.fit()
+    tr.close()
+    assert [r["data_skipped"] for r in records] == [1, 1]
+    assert json.loads(open(tmp_path / "run" / "logs" / "metrics.jsonl").readlines()[-1])["data_skipped"] == 1
