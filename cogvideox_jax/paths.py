@@ -86,7 +86,8 @@ def cache_root() -> str:
 
 def localize(path, parts=None) -> str:
     """A local folder holding ``path``'s files: ``path`` itself when local; for a URL, a copy under
-    ``cache_root()/remote/`` (of the entries named in ``parts`` only, when given), made once and reused.
+    ``cache_root()/remote/`` (of the entries named in ``parts`` only, when given; a file URL gives the
+    local file), made once and reused.
 
     Readers that need local files (safetensors' memory map, tokenizers, ffmpeg, ArrayRecord) take
     remote inputs through this. Orbax checkpoints are read from URLs directly and need no copy."""
@@ -98,6 +99,11 @@ def localize(path, parts=None) -> str:
     src = as_path(path)
     dest = os.path.join(cache_root(), "remote", hashlib.sha256(path.encode()).hexdigest()[:16])
     os.makedirs(dest, exist_ok=True)
+    if not src.is_dir():  # a single file: its copy
+        local = os.path.join(dest, src.name)
+        if not os.path.exists(local):
+            _copy_tree(src, local)
+        return local
     names = list(parts) if parts is not None else sorted(p.name for p in src.iterdir())
     for name in names:
         done = os.path.join(dest, f".complete-{name}")
