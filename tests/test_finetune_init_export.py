@@ -205,3 +205,27 @@ def test_lr0_export_holds_init_weights_bit_for_bit(tmp_path, pipeline_5b):
     # a second export to the same place is refused before anything is read
     with pytest.raises(SystemExit, match="exists"):
         main(["export", "--train-workdir", str(tmp_path / "run_root"), "--diffusers-out", str(tmp_path / "exp_root")])
+
+
+def test_init_from_safetensors_reads_only_each_devices_slices(tmp_path, monkeypatch):
+    """With FSDP over 8 devices each device's shard is read on its own: no read of a sharded weight
+    covers the whole tensor (on a pod, a process reads only what its devices hold)."""
+    from cogvideox_jax.convert.safetensors_io import SafetensorsTensors
+
+    folder = str(tmp_path / "transformer")
+    make_torch_transformer("5b").save_pretrained(folder)
+    reads = []
+    original = SafetensorsTensors.read_slice
+
+    def recording(self, key, index):
+        out = original(self, key, index)
+        reads.append((key, out.size, int(np.prod(self.shape(key)))))
+        return out
+
+    monkeypatch.setattr(SafetensorsTensors, "read_slice", recording)
+    cfg = init_cfg(folder, mesh="fsdp=8", text_len=7, stages=(StageConfig(steps=1, num_frames=5, height=32, width=48),))
+    tr = Trainer(cfg, str(tmp_path / "run"), progress=False)
+    tr.build_state()
+    tr.close()
+    q = [(size, full) for key, size, full in reads if key == "transformer_blocks.0.attn1.to_q.weight"]
+    assert len(q) == 8 and all(size * 8 == full for size, full in q)  # (32, 32) split 8 ways

@@ -103,6 +103,10 @@ class SafetensorsTensors(Mapping):
         """The shape of tensor ``key``, from its file's header (no data is read)."""
         return tuple(self._open(self._file_of[key], lambda f: f.get_slice(key).get_shape()))
 
+    def read_slice(self, key: str, index: tuple) -> np.ndarray:
+        """``tensor[index]`` (a tuple of slices / ints) read from the file without reading the rest."""
+        return self._open(self._file_of[key], lambda f: f.get_slice(key)[index])
+
     def __contains__(self, key) -> bool:  # Mapping's default would read the tensor
         return key in self._file_of
 

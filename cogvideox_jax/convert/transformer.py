@@ -65,13 +65,31 @@ def diffusers_module_name(path, layer: int | None = None) -> str:
     return f"transformer_blocks.{i}.{_BLOCK_RENAMES_INVERSE.get(inner, inner)}"
 
 
-def _leaf(module_path: tuple[str, ...], kind: str, arr: np.ndarray):
-    """(path, array) for a weight/bias of a Linear or LayerNorm."""
+# how a diffusers tensor becomes one of our leaves: "id" as is, "T" a Linear weight transposed to a
+# kernel, "conv" the 1.0 patch conv OIHW -> HWIO, "pos" the learned table (1, L, D) -> (L, D)
+_LAYOUTS = {"id": lambda a: a, "T": lambda a: a.T, "conv": lambda a: a.transpose(2, 3, 1, 0),
+            "pos": lambda a: a.reshape(a.shape[-2], a.shape[-1])}
+
+
+def tensor_target(name: str, ndim: int, cfg: TransformerConfig):
+    """Where the diffusers tensor ``name`` (of ``ndim`` dims) goes: ``(our path, layer in the stack or
+    None, layout)``, or ``None`` when no leaf takes it. The one naming rule of the loaders."""
+    if m := _BLOCK.match(name):
+        module, layer = module_path(f"transformer_blocks.{m.group(1)}.{m.group(2)}", cfg.scan_layers)
+        kind = m.group(3)
+    elif name == "patch_embed.proj.weight" and ndim == 4:
+        return ("patch_embed", "proj_kernel"), None, "conv"
+    elif name == "patch_embed.proj.bias" and cfg.patch_size_t is None:
+        return ("patch_embed", "proj_bias"), None, "id"
+    elif name == "patch_embed.pos_embedding":
+        return (("pos_embedding",), None, "pos") if cfg.use_learned_positional_embeddings else None
+    elif m := re.match(r"^(.+)\.(weight|bias)$", name):
+        module, layer, kind = tuple(m.group(1).split(".")), None, m.group(2)
+    else:
+        return None
     if kind == "bias":
-        return module_path + ("bias",), arr
-    if arr.ndim == 2:
-        return module_path + ("kernel",), arr.T
-    return module_path + ("scale",), arr
+        return module + ("bias",), layer, "id"
+    return (module + ("kernel",), layer, "T") if ndim == 2 else (module + ("scale",), layer, "id")
 
 
 def convert_transformer_state_dict(state: Mapping[str, np.ndarray], cfg: TransformerConfig):
@@ -87,42 +105,30 @@ def convert_transformer_state_dict(state: Mapping[str, np.ndarray], cfg: Transfo
     n = cfg.num_layers
     for name, arr in state.items():
         arr = np.asarray(arr)
-        if m := _BLOCK.match(name):
-            i, mod, kind = int(m.group(1)), m.group(2), m.group(3)
-            path, value = _leaf(block_module_path(mod), kind, arr)
-            if not cfg.scan_layers:
-                out[(f"transformer_blocks_{i}",) + path] = value
-                continue
-            if i >= n:
-                unused.append(name)
-                continue
-            if path not in stacks:
-                stacks[path], filled[path] = aligned_empty((n,) + value.shape, value.dtype), set()
-            if stacks[path].shape[1:] != value.shape:
-                unused.append(f"{name} (shape {value.shape}, other layers {stacks[path].shape[1:]})")
-                continue
-            copy_into(stacks[path][i], value)
-            filled[path].add(i)
-        elif name == "patch_embed.proj.weight" and arr.ndim == 4:
-            out[("patch_embed", "proj_kernel")] = arr.transpose(2, 3, 1, 0)
-        elif name == "patch_embed.proj.bias" and cfg.patch_size_t is None:
-            out[("patch_embed", "proj_bias")] = arr
-        elif name == "patch_embed.pos_embedding":
-            if cfg.use_learned_positional_embeddings:
-                out[("pos_embedding",)] = arr.reshape(arr.shape[-2], arr.shape[-1])
-            else:
-                unused.append(name)
-        elif m := re.match(r"^(.+)\.(weight|bias)$", name):
-            mod, kind = m.groups()
-            path, value = _leaf(tuple(mod.split(".")), kind, arr)
-            out[path] = value
-        else:
+        target = tensor_target(name, arr.ndim, cfg)
+        if target is None:
             unused.append(name)
+            continue
+        path, i, layout = target
+        value = _LAYOUTS[layout](arr)
+        if i is None:
+            out[path] = value
+            continue
+        if i >= n:
+            unused.append(name)
+            continue
+        if path not in stacks:
+            stacks[path], filled[path] = aligned_empty((n,) + value.shape, value.dtype), set()
+        if stacks[path].shape[1:] != value.shape:
+            unused.append(f"{name} (shape {value.shape}, other layers {stacks[path].shape[1:]})")
+            continue
+        copy_into(stacks[path][i], value)
+        filled[path].add(i)
     for path, stack in stacks.items():
         if len(filled[path]) == n:
-            out[("transformer_blocks",) + path] = stack
+            out[path] = stack
         else:
-            unused.extend(f"(incomplete stack) transformer_blocks.{i}/{'/'.join(path)}"
+            unused.extend(f"(incomplete stack) transformer_blocks.{i}/{'/'.join(path[1:])}"
                           for i in range(n) if i not in filled[path])
     return out, unused
 
@@ -234,6 +240,68 @@ def transformer_params_from_state(state, module, context: str, param_dtype=jnp.f
     _check_state(state, module.config, expected, causes, context)
     converted, unused = convert_transformer_state_dict(state, module.config)
     return assemble_params(converted, expected, unused_source_keys=unused, context=context, dtype=param_dtype)
+
+
+def sharded_transformer_params(folder: str, module, shardings, param_dtype=jnp.float32, context: str = ""):
+    """A diffusers transformer folder's weights placed straight onto ``shardings`` (a tree of
+    ``NamedSharding`` for ``module``'s params): each process reads, from the safetensors files, only
+    the slices its own devices hold (``get_slice``), transposed / stacked as ``tensor_target`` says and
+    cast to ``param_dtype``. Checked like ``transformer_params_from_state`` before anything is read."""
+    import jax
+
+    from cogvideox_jax.models.transformer.transformer_3d import dummy_inputs
+
+    state = read_folder(folder)
+    context = context or f"transformer {folder}"
+    cfg = module.config
+    expected = abstract_params(module, *dummy_inputs(cfg), **({"ofs": jnp.zeros((1,))} if cfg.ofs_embed_dim else {}))
+    _check_state(state, cfg, expected, _config_causes(state, cfg), context)
+    sources: dict[tuple, dict] = {}
+    for name in state:
+        shape = state.shape(name)
+        if (target := tensor_target(name, len(shape), cfg)) is not None:
+            path, layer, layout = target
+            sources.setdefault(path, {})[layer] = (name, layout, shape)
+    flat_expected = traverse_util.flatten_dict(expected)
+    mismatched = []
+    for path, leaf in flat_expected.items():
+        per_layer = sources[path]
+        one = next(iter(per_layer.values()))
+        got = tuple(_LAYOUTS[one[1]](np.empty(one[2], np.uint8)).shape)
+        got = (len(per_layer), *got) if None not in per_layer else got
+        if got != tuple(leaf.shape):
+            mismatched.append(f"{'/'.join(path)}: {got} vs {tuple(leaf.shape)}")
+    if mismatched:
+        raise WeightMismatchError(shape_mismatches=mismatched, context=context)
+
+    def read(name: str, layout: str, index: tuple) -> np.ndarray:
+        """``_LAYOUTS[layout](tensor)[index]``, reading only that part of the tensor."""
+        if layout == "id":
+            return state.read_slice(name, index)
+        if layout == "T":
+            return state.read_slice(name, (index[1], index[0])).T
+        if layout == "conv":  # kernel (h, w, i, o) = weight (o, i, h, w).transpose(2, 3, 1, 0)
+            return state.read_slice(name, (index[3], index[2], index[0], index[1])).transpose(2, 3, 1, 0)
+        return state.read_slice(name, (slice(0, 1), index[0], index[1]))[0]  # "pos": (1, L, D) -> (L, D)
+
+    def leaf(path, shape, sharding):
+        per_layer = sources[path]
+
+        def shard(index):
+            index = tuple(index) + (slice(None),) * (len(shape) - len(index))
+            if None in per_layer:
+                name, layout, _ = per_layer[None]
+                x = read(name, layout, index)
+            else:
+                layers = range(*index[0].indices(shape[0]))
+                x = np.stack([read(*per_layer[i][:2], index[1:]) for i in layers])
+            return np.ascontiguousarray(x).astype(param_dtype, copy=False)
+
+        return jax.make_array_from_callback(tuple(shape), sharding, shard)
+
+    flat_shardings = traverse_util.flatten_dict(shardings)
+    return traverse_util.unflatten_dict({path: leaf(path, leaf_.shape, flat_shardings[path])
+                                         for path, leaf_ in flat_expected.items()})
 
 
 def load_transformer(folder: str, dtype=jnp.float32, param_dtype=jnp.float32, scan_layers: bool | None = None,

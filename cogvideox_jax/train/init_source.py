@@ -11,9 +11,9 @@ PATH may be
 The transformer's architecture comes from PATH's config; a named preset (``TrainConfig.model``) that
 disagrees with it is an error naming the fields (``model="auto"`` takes PATH's). Everything that can
 be checked without reading weights is checked by ``resolve_init``, before a workdir is touched.
-The weights go to the mesh shard by shard (``place_params`` from host arrays; a ``convert``
-checkpoint stored in the model's block layout is read by orbax straight into the shards each process
-needs), in the run's param dtype.
+The weights go to the mesh shard by shard, in the run's param dtype: from safetensors and from a
+``convert`` checkpoint in the model's block layout each process reads only the slices its devices hold;
+a checkpoint in the other layout and a train workdir go through a host copy (``place_params``).
 """
 from __future__ import annotations
 
@@ -175,6 +175,12 @@ def load_init_params(source: InitSource, module, shardings, param_dtype):
     """The source's transformer weights placed on ``shardings`` (a tree of ``NamedSharding``)."""
     from cogvideox_jax.parallel.param_sharding import place_params
 
+    if source.kind in ("diffusers", "transformer"):
+        from cogvideox_jax.convert.transformer import sharded_transformer_params
+
+        folder = paths.join(source.path, "transformer") if source.kind == "diffusers" else source.path
+        return sharded_transformer_params(paths.localize(folder), module, shardings, param_dtype,
+                                          context=f"--init {folder}")
     if source.kind == "checkpoint":
         placed = _restore_checkpoint_shards(source, module, shardings, param_dtype)
         if placed is not None:
@@ -183,10 +189,13 @@ def load_init_params(source: InitSource, module, shardings, param_dtype):
 
 
 def reads_shards(source: InitSource, module) -> bool:
-    """Whether ``load_init_params`` reads only each process's shards (a ``convert`` checkpoint in the
-    module's block layout, through orbax) rather than a host copy of all the weights."""
+    """Whether ``load_init_params`` reads only each process's shards (diffusers safetensors slice by
+    slice; a ``convert`` checkpoint in the module's block layout through orbax) rather than a host copy
+    of all the weights (a checkpoint in the other block layout, a train workdir)."""
     import orbax.checkpoint as ocp
 
+    if source.kind in ("diffusers", "transformer"):
+        return True
     if source.kind != "checkpoint":
         return False
     with ocp.StandardCheckpointer() as ckptr:
