@@ -17,6 +17,7 @@ RUNTIME = [
     "imageio-ffmpeg>=0.5",
     "transformers>=5.0",  # tokenizer only at run time (and the PyTorch T5 as a test oracle)
     "sentencepiece>=0.2",
+    "huggingface_hub>=0.34",  # Hub ids as pipeline paths (pipeline/hub.py); already a transformers dependency
     "grain>=0.2.18",  # training data pipeline (brings array-record)
     "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow / torch
 ]

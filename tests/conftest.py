@@ -6,6 +6,11 @@ if "--xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the CLI's compile cache and the copies of remote inputs go to a fresh folder per test process, not the
+# user's ~/.cache/cogvideox_jax
+import tempfile  # noqa: E402
+
+os.environ.setdefault("COGVIDEOX_JAX_CACHE", tempfile.mkdtemp(prefix="cogvideox-jax-test-cache-"))
 
 import jax  # noqa: E402
 

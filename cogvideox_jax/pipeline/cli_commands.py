@@ -9,8 +9,10 @@ import sys
 def add_parsers(sub) -> None:
     p = sub.add_parser("convert", help="diffusers pipeline folder or SAT checkpoint -> cogvideox-jax checkpoint")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--diffusers", help="a diffusers CogVideoX pipeline folder (model_index.json, transformer/, ...)")
+    src.add_argument("--diffusers", help="a diffusers CogVideoX pipeline folder (model_index.json, transformer/, ...) "
+                                         "or a Hugging Face Hub id (THUDM/CogVideoX-5b)")
     src.add_argument("--sat", help="folder of an original SAT checkpoint (transformer mp_rank_00_model_states.pt)")
+    p.add_argument("--revision", help="Hub ids: the branch, tag or commit to download (default main)")
     p.add_argument("--out", required=True, help="output checkpoint directory (must be new or empty)")
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="dtype the params are stored in")
     p.add_argument("--scan-layers", action="store_true", help="store transformer blocks stacked for nn.scan")
@@ -24,10 +26,25 @@ def add_parsers(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="a cogvideox-jax checkpoint (from `convert`); default: the packaged "
                                           "shapes model (cogvideox_jax/default_model/shapes)")
-    src.add_argument("--diffusers", help="a diffusers CogVideoX pipeline folder")
-    p.add_argument("--prompt", required=True)
+    src.add_argument("--diffusers", help="a diffusers CogVideoX pipeline folder, or a Hugging Face Hub id "
+                                         "(THUDM/CogVideoX-5b: downloaded to the HF cache; HF_HUB_OFFLINE=1: "
+                                         "the cache only)")
+    p.add_argument("--revision", help="Hub ids: the branch, tag or commit to download (default main)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--prompt")
+    what.add_argument("--prompts-file", metavar="FILE",
+                      help="one prompt per line (blank lines and lines starting with # skipped): writes "
+                           "--out-dir/<index:05d>-<slug>.mp4, skipping videos already there; prompt i uses seed "
+                           "--seed + i; batches over the mesh's data axis, and over processes (--coordinator ...)")
+    p.add_argument("--out-dir", help="--prompts-file: the output folder (default videos/)")
+    p.add_argument("--batch-size", type=_positive_int,
+                   help="--prompts-file: prompts per pipeline call on each process (default: the mesh's data axis "
+                        "size, else 1)")
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--image", help="conditioning image (I2V models)")
+    p.add_argument("--video", help="video-to-video: the input video (text-to-video models); its frame count is used")
+    p.add_argument("--strength", type=_unit_float, default=0.8,
+                   help="video-to-video: how much of the schedule is re-run (0 < s <= 1; default 0.8)")
     p.add_argument("--frames", type=_positive_int,
                    help="number of frames (1.0: 8N+1, 1.5: 16N+1); default: the model's")
     p.add_argument("--height", type=_positive_int)
@@ -53,7 +70,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--vae-decode", choices=("diffusers", "whole", "context-parallel"), default="diffusers",
                    help="VAE decode: the reference's frame chunks (default), one pass over the clip, or one "
                         "pass with the frames split over the mesh's sequence axis")
+    p.add_argument("--vae-tiling", action="store_true",
+                   help="decode (and encode --video) in overlapping spatial tiles, as diffusers' vae.enable_tiling() "
+                        "(tiles of 240x360 px for the released VAEs): less memory at large sizes")
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="compute dtype")
+    p.add_argument("--param-dtype", choices=("fp32", "bf16"), default="fp32",
+                   help="dtype the weights are held in (bf16: half the memory; compute stays --dtype)")
+    p.add_argument("--max-sequence-length", type=_positive_int,
+                   help="T5 prompt length in tokens (default the model's, 226; RoPE models only)")
     p.add_argument("--lora", action="append", metavar="FILE",
                    help="a diffusers / PEFT LoRA file or folder merged into the transformer at load (repeatable)")
     p.add_argument("--lora-scale", action="append", type=_finite_float, metavar="S",
@@ -61,6 +85,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--lora-ignore-unmatched", action="store_true",
                    help="merge a LoRA whose modules partly match nothing in the model (listed as a warning)")
     p.add_argument("--out", default="video.mp4", help=".mp4 or .gif")
+    p.add_argument("--coordinator", default=None, help="--prompts-file on several hosts: host:port of process 0")
+    p.add_argument("--num-processes", type=_positive_int, default=None)
+    p.add_argument("--process-id", type=_non_negative_int, default=None)
+    from cogvideox_jax.compile_cache import add_arguments as add_compile_cache_arguments
+
+    add_compile_cache_arguments(p)
     p.set_defaults(run=run_sample, sample_parser=p)
 
     p = sub.add_parser("info", help="variant, parameter counts and dtypes of a checkpoint")
@@ -99,7 +129,12 @@ def run_convert(args) -> int:
         comps = load_sat_components(args, param_dtype=dtype)
     else:
         bar, tick = _progress(["transformer", "vae", "text_encoder"])
-        comps = load_components(local_pipeline(args.diffusers), param_dtype=dtype, progress=tick,
+        try:
+            folder = local_pipeline(args.diffusers, revision=args.revision)
+        except FileNotFoundError as e:  # a Hub id neither local nor resolvable (pipeline/hub.py)
+            print(f"cogvideox-jax convert: error: {e}", file=sys.stderr)
+            raise SystemExit(2)
+        comps = load_components(folder, param_dtype=dtype, progress=tick,
                                 transformer_overrides={"scan_layers": args.scan_layers})
         bar.close()
     configs = dict(comps.source_configs)
@@ -126,15 +161,43 @@ def run_convert(args) -> int:
 
 
 def run_sample(args) -> int:
+    from cogvideox_jax.compile_cache import configured
+
+    if args.prompts_file is None:
+        for flag, value in (("--out-dir", args.out_dir), ("--batch-size", args.batch_size),
+                            ("--coordinator", args.coordinator), ("--num-processes", args.num_processes),
+                            ("--process-id", args.process_id)):
+            if value is not None:
+                _usage_error(args, f"{flag} goes with --prompts-file")
+    else:
+        if not os.path.isfile(args.prompts_file):
+            _usage_error(args, f"--prompts-file {args.prompts_file!r}: no such file")
+        for flag, value in (("--latents", args.latents), ("--image", args.image), ("--video", args.video)):
+            if value is not None:
+                _usage_error(args, f"{flag} is for a single --prompt, not --prompts-file")
+        from cogvideox_jax.pipeline.prompts_file import initialize_distributed
+
+        initialize_distributed(args)   # before any JAX backend starts
+    with configured(args):
+        return _run_sample(args)
+
+
+def _run_sample(args) -> int:
     from cogvideox_jax.convert.errors import CheckpointFormatError
     from cogvideox_jax.pipeline import CogVideoXPipeline
     from cogvideox_jax.pipeline.candidate_selection import CandidateSelection, selection_from_settings
+    from cogvideox_jax.pipeline.components import local_pipeline
     from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
     from cogvideox_jax.pipeline.default_model import default_checkpoint, sampling_defaults
 
     # every check that needs no weights comes before the (long) load
-    _check_video_out(args, args.out)
+    if args.prompts_file is None:
+        _check_video_out(args, args.out)
     path = args.checkpoint or args.diffusers or default_checkpoint()
+    try:
+        path = local_pipeline(path, revision=args.revision)   # Hub ids (pipeline/hub.py), gs://
+    except FileNotFoundError as e:
+        _usage_error(args, str(e))
     try:
         defaults = sampling_defaults(path)
     except ValueError as e:  # a corrupt sampling.json (not JSON, not UTF-8)
@@ -153,12 +216,39 @@ def run_sample(args) -> int:
                                          ("candidates", selection.candidates, selection.candidates >= 1, ">= 1")):
         if not ok:  # from sampling.json: the command line's were checked by argparse
             _usage_error(args, f"{name}={value} from {os.path.join(path, 'sampling.json')} must be {requirement}")
-    _check_request(args, path, steps)
+    video_in = _load_video(args) if args.video else None
+    _check_request(args, path, steps, video_frames=None if video_in is None else len(video_in))
     for lora in args.lora or ():
         if not os.path.exists(lora):
             _usage_error(args, f"--lora {lora!r}: no such file or folder")
     _lora_scales(args)
     latents = _load_latents(args) if args.latents else None
+
+    def load(mesh):
+        return CogVideoXPipeline.from_pretrained(
+            path, dtype=_dtype(args.dtype), param_dtype=_dtype(args.param_dtype), mesh=mesh,
+            sequence_parallel=args.sequence_parallel, vae_decode=args.vae_decode, lora=args.lora or None,
+            lora_scale=_lora_scales(args), lora_ignore_unmatched=args.lora_ignore_unmatched,
+            vae_tiling=args.vae_tiling)
+
+    call_kwargs = dict(negative_prompt=args.negative_prompt, num_frames=args.frames, height=args.height,
+                       width=args.width, num_inference_steps=steps, guidance_scale=guidance,
+                       use_dynamic_cfg=args.dynamic_cfg, contrast_scale=contrast_scale,
+                       max_sequence_length=args.max_sequence_length)
+    if args.prompts_file is not None:
+        from cogvideox_jax.pipeline import prompts_file
+
+        def contrasts_for(prompt):
+            return contrast_prompts(prompt, [words]) if words else None
+
+        def selection_for(prompt):
+            return selection if selection.candidates > 1 and contrasts_for(prompt) else CandidateSelection()
+
+        if selection.candidates > 1 and not words:
+            print("candidate selection off: it needs contrast words (--contrast-words, or the checkpoint's)")
+        return prompts_file.run(load, args, call_kwargs=dict(call_kwargs, progress=False),
+                                contrasts_for=contrasts_for, selection_for=selection_for, fps=args.fps)
+
     contrasts = [contrast_prompts(args.prompt, [words])] if words else None
     if contrasts is not None and not contrasts[0]:
         off = [name for name, on in (("contrast guidance", contrast_scale),
@@ -169,14 +259,10 @@ def run_sample(args) -> int:
         print("candidate selection off: it needs contrast words (--contrast-words, or the checkpoint's)")
     if selection.candidates > 1 and not (contrasts and contrasts[0]):
         selection = CandidateSelection()
-    pipe = CogVideoXPipeline.from_pretrained(path, dtype=_dtype(args.dtype), mesh=args.mesh,
-                                             sequence_parallel=args.sequence_parallel, vae_decode=args.vae_decode,
-                                             lora=args.lora or None, lora_scale=_lora_scales(args),
-                                             lora_ignore_unmatched=args.lora_ignore_unmatched)
-    video = pipe(args.prompt, negative_prompt=args.negative_prompt, image=args.image, num_frames=args.frames,
-                 height=args.height, width=args.width, num_inference_steps=steps, guidance_scale=guidance,
-                 use_dynamic_cfg=args.dynamic_cfg, seed=args.seed, latents=latents, contrast_prompts=contrasts,
-                 contrast_scale=contrast_scale, selection=selection)
+    pipe = load(args.mesh)
+    video = pipe(args.prompt, image=args.image, seed=args.seed, latents=latents, contrast_prompts=contrasts,
+                 selection=selection, **call_kwargs,
+                 **({} if video_in is None else dict(video=video_in, strength=args.strength)))
     from cogvideox_jax.data.video_io import VideoWriteError
 
     try:
@@ -186,6 +272,20 @@ def run_sample(args) -> int:
         return 1
     print(f"wrote {args.out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]})")
     return 0
+
+
+def _load_video(args):
+    """--video as uint8 frames (checked before the weights load)."""
+    if not os.path.isfile(args.video):
+        _usage_error(args, f"--video {args.video!r}: no such file")
+    if args.image is not None:
+        _usage_error(args, "--video (video-to-video) and --image (image-to-video) exclude each other")
+    from cogvideox_jax.data.video_io import read_video_uint8
+
+    try:
+        return read_video_uint8(args.video)
+    except Exception as e:  # noqa: BLE001 - ffmpeg's errors vary by format
+        _usage_error(args, f"--video {args.video!r} is not a readable video: {e}")
 
 
 VIDEO_EXTENSIONS = (".mp4", ".gif")
@@ -234,7 +334,7 @@ def _check_video_out(args, path: str) -> None:
         _usage_error(args, f"--out {path!r}: cannot create files in {existing!r}: {e.strerror or e}")
 
 
-def _check_request(args, path: str, steps: int) -> None:
+def _check_request(args, path: str, steps: int, video_frames: int | None = None) -> None:
     """--frames / --height / --width and --image against the model's config.json files (no weights read),
     with the frame rules the pipeline applies, and the step count against the scheduler's; --image must be
     a readable image."""
@@ -243,7 +343,7 @@ def _check_request(args, path: str, steps: int) -> None:
     from configs.vae import VAEConfig
     from cogvideox_jax.convert.pipeline_checkpoint import is_pipeline_checkpoint
     from cogvideox_jax.convert.safetensors_io import read_config
-    from cogvideox_jax.pipeline.frame_rules import plan_frames
+    from cogvideox_jax.pipeline.frame_rules import plan_frames, plan_video_frames
 
     if args.image is not None:
         if not os.path.isfile(args.image):
@@ -268,13 +368,25 @@ def _check_request(args, path: str, steps: int) -> None:
     if steps > n_train:
         _usage_error(args, f"steps={steps}: the scheduler has {n_train} training timesteps, at most that many steps")
     s = vc.spatial_compression
+    kw = dict(patch_size=tc.patch_size, patch_size_t=tc.patch_size_t,
+              temporal_compression=int(vc.temporal_compression_ratio), spatial_compression=s)
+    height, width = args.height or tc.sample_height * s, args.width or tc.sample_width * s
     try:
-        plan_frames(args.frames or tc.sample_frames, args.height or tc.sample_height * s,
-                    args.width or tc.sample_width * s, patch_size=tc.patch_size, patch_size_t=tc.patch_size_t,
-                    temporal_compression=int(vc.temporal_compression_ratio), spatial_compression=s)
+        if video_frames is not None:
+            if args.frames is not None and args.frames != video_frames:
+                raise ValueError(f"--frames {args.frames} but --video has {video_frames} frames")
+            plan_video_frames(video_frames, height, width, **kw)
+        else:
+            plan_frames(args.frames or tc.sample_frames, height, width, **kw)
     except ValueError as e:
         _usage_error(args, f"{e} (--frames / --height / --width; default: the model's)")
     i2v = tc.in_channels == 2 * vc.latent_channels
+    if video_frames is not None and i2v:
+        _usage_error(args, f"--video (video-to-video) needs a text-to-video model; {path!r} is image-to-video")
+    if args.max_sequence_length not in (None, tc.max_text_seq_length) and (
+            tc.use_learned_positional_embeddings or not tc.use_rotary_positional_embeddings):
+        _usage_error(args, f"--max-sequence-length {args.max_sequence_length}: this model's positional embedding is "
+                           f"laid out for {tc.max_text_seq_length} text tokens (only RoPE models take another length)")
     if i2v and args.image is None:
         _usage_error(args, f"{path!r} is an image-to-video model: pass --image")
     if args.image is not None and not i2v:
@@ -321,6 +433,7 @@ _non_negative_int = _number(int, lambda v: v >= 0, ">= 0")
 _positive_float = _number(float, lambda v: _finite(v) and v > 0, "a finite number > 0")
 _non_negative_float = _number(float, lambda v: _finite(v) and v >= 0, "a finite number >= 0")
 _finite_float = _number(float, _finite, "a finite number")
+_unit_float = _number(float, lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]")
 
 
 def save_video(path: str, frames, fps: float) -> None:

@@ -95,12 +95,17 @@ def is_diffusers_pipeline(path: str) -> bool:
     return os.path.exists(os.path.join(path, "model_index.json"))
 
 
-def local_pipeline(path: str, names: tuple[str, ...] = tuple(COMPONENT_KINDS)) -> str:
+def local_pipeline(path: str, names: tuple[str, ...] = tuple(COMPONENT_KINDS), *, revision: str | None = None) -> str:
     """``path`` itself when local; a pipeline folder on cloud storage (``gs://…``) copied once to the local
-    cache (``paths.localize``), with only the components in ``names`` plus the tokenizer and scheduler."""
+    cache (``paths.localize``), with only the components in ``names`` plus the tokenizer and scheduler; a
+    Hugging Face Hub id (``org/name``, no local folder of that name) resolved to its snapshot in the HF
+    cache, downloading only the files those components need (``pipeline/hub.py``; ``revision``)."""
     from cogvideox_jax import paths
+    from cogvideox_jax.pipeline import hub
 
-    return paths.localize(path, ["model_index.json", ckpt.MARKER, "tokenizer", "scheduler", *names])
+    if hub.is_hub_id(path):
+        return hub.snapshot(path, names, revision=revision)
+    return paths.localize(path, ["model_index.json", ckpt.MARKER, "sampling.json", "tokenizer", "scheduler", *names])
 
 
 def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, progress=None,
@@ -207,6 +212,32 @@ def preprocess_image(image, height: int, width: int) -> np.ndarray:
     if arr.shape[-1] != 3:
         raise ValueError(f"image must have 3 channels (RGB), got shape {arr.shape}")
     return arr * 2.0 - 1.0
+
+
+def preprocess_video(video, height: int, width: int) -> np.ndarray:
+    """A video (a file path, a list of frames - PIL images or ``(H, W, 3)`` arrays -, or an array ``(T, H, W, 3)``
+    / a batch ``(B, T, H, W, 3)``; uint8, or float in [0, 1]) -> float32 ``(B, T, H, W, 3)`` in [-1, 1] at
+    ``height`` x ``width``, each frame resized as ``preprocess_image`` (diffusers' VideoProcessor: Lanczos)."""
+    if isinstance(video, (str, os.PathLike)):
+        from cogvideox_jax.data.video_io import read_video_uint8
+
+        if not os.path.isfile(video):
+            raise FileNotFoundError(f"video {os.fspath(video)!r}: no such file")
+        video = read_video_uint8(video)
+    if isinstance(video, (list, tuple)):
+        frames = [preprocess_image(f, height, width) for f in video]
+        if not frames:
+            raise ValueError("video has no frames")
+        return np.stack(frames)[None]
+    arr = np.asarray(video)
+    if arr.ndim == 4:
+        arr = arr[None]
+    if arr.ndim != 5 or arr.shape[-1] != 3:
+        raise ValueError(f"video must be (T, H, W, 3) or (B, T, H, W, 3) RGB frames, got shape {arr.shape}")
+    if arr.shape[2:4] == (height, width):
+        arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+        return arr * 2.0 - 1.0
+    return np.stack([np.stack([preprocess_image(f, height, width) for f in v]) for v in arr])
 
 
 def place_components(components: PipelineComponents, mesh, names=("vae", "text_encoder")) -> PipelineComponents:

@@ -7,7 +7,13 @@ the batch is ``[uncond, cond, contrast_1, ..., contrast_K]`` and the guided pred
 ``w_c (v(cond) − mean_k v(contrast_k))`` (``contrast_prompts.py``; not part of the reference, off
 unless asked for). The DPM scheduler's fresh noise is
 drawn from ``fold_in(noise_key, i)`` so a run is reproducible from ``seed`` and a test can feed the
-same noise to the reference.
+same noise to the reference. ``noise_key`` may also be a stack of ``G`` keys (one per video when the
+call has per-video seeds): the ``B`` rows then form ``G`` equal groups, group ``g`` drawing its noise
+from key ``g`` exactly as a call of that group alone would.
+
+``denoise`` runs the loop as one ``lax.scan``; ``denoise_step`` is the same step as a function of the
+step index, which the pipeline also compiles alone for a loop driven from the host (diffusers'
+``callback_on_step_end``: the callback runs between steps, so it costs nothing when unset).
 """
 from __future__ import annotations
 
@@ -37,24 +43,31 @@ def guided_prediction(v, guidance, *, do_cfg: bool, num_contrast: int = 0, contr
     return out
 
 
-def denoise(
+def _step_noise(noise_key, i, shape):
+    """``step_noise`` for one key, or per group of rows for a ``(G, 2)`` stack of keys."""
+    if noise_key.ndim == 1:
+        return step_noise(noise_key, i, shape)
+    groups = noise_key.shape[0]
+    per_group = (shape[0] // groups,) + tuple(shape[1:])
+    return jax.vmap(lambda k: step_noise(k, i, per_group))(noise_key).reshape(shape)
+
+
+def denoise_step(
     model_fn: Callable,           # (latent_model_input, text_embeds, timesteps[B]) -> v prediction
     scheduler_step: Callable,     # (state, i, v, x, noise) -> (x_prev, state)
-    scheduler_state,              # the scheduler's initial carry (pytree)
-    latents,                      # (B, t, h, w, C)
     text_embeds,                  # ((1 + do_cfg + K) B, L, D): [uncond (CFG only), cond, contrast_1..K]
     timesteps,                    # (N,) int32
     guidance,                     # (N,) float32 per-step guidance scale
     *,
     do_cfg: bool,
     image_latents=None,           # (B, t, h, w, C) I2V conditioning, or None
-    noise_key=None,
-    progress: bool = True,
+    noise_key=None,               # a key, or (G, 2) keys: one per group of B / G rows
+    progress: bool = False,
     num_contrast: int = 0,        # K contrast prompts per sample (0: plain CFG, the reference)
     contrast=None,                # (N,) float32 per-step contrast scale w_c
     contrast_mask=None,           # (K, B) float32: 1 where contrast_k of sample b is real, 0 for padding
 ):
-    """Run all denoising steps; returns the final latents."""
+    """The loop's body ``((x, state), i) -> ((x_next, state), None)`` (``lax.scan``'s signature)."""
     if noise_key is None:
         noise_key = jax.random.PRNGKey(0)
     copies = 1 + int(do_cfg) + num_contrast
@@ -71,11 +84,35 @@ def denoise(
         v = model_fn(x_in, text_embeds, jnp.full((x_in.shape[0],), t)).astype(jnp.float32)
         v = guided_prediction(v, guidance[i], do_cfg=do_cfg, num_contrast=num_contrast,
                               contrast=None if contrast is None else contrast[i], contrast_mask=contrast_mask)
-        noise = step_noise(noise_key, i, x.shape)
+        noise = _step_noise(noise_key, i, x.shape)
         x_next, state = scheduler_step(state, i, v, x.astype(jnp.float32), noise)
         if progress:
             tick(i)
         return (x_next.astype(x.dtype), state), None
 
+    return body
+
+
+def denoise(
+    model_fn: Callable,
+    scheduler_step: Callable,
+    scheduler_state,              # the scheduler's initial carry (pytree)
+    latents,                      # (B, t, h, w, C)
+    text_embeds,
+    timesteps,
+    guidance,
+    *,
+    do_cfg: bool,
+    image_latents=None,
+    noise_key=None,
+    progress: bool = True,
+    num_contrast: int = 0,
+    contrast=None,
+    contrast_mask=None,
+):
+    """Run all denoising steps (one ``lax.scan``; arguments as ``denoise_step``); returns the final latents."""
+    body = denoise_step(model_fn, scheduler_step, text_embeds, timesteps, guidance, do_cfg=do_cfg,
+                        image_latents=image_latents, noise_key=noise_key, progress=progress,
+                        num_contrast=num_contrast, contrast=contrast, contrast_mask=contrast_mask)
     (latents, _), _ = jax.lax.scan(body, (latents, scheduler_state), jnp.arange(timesteps.shape[0]))
     return latents

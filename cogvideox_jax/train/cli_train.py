@@ -39,7 +39,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--num-processes", type=int, default=None)
     p.add_argument("--process-id", type=int, default=None)
     p.add_argument("--local-devices", type=int, default=None, help="CPU only: simulated devices per process")
-    p.set_defaults(run=run)
+    from cogvideox_jax import compile_cache
+
+    compile_cache.add_arguments(p)
+    p.set_defaults(run=compile_cache.wrap(run))
     return p
 
 

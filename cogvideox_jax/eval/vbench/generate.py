@@ -36,10 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=8.0, help="VBench's videos are saved at 8 fps")
     p.add_argument("--mesh", help="device mesh, e.g. data=4,sequence=2")
     p.add_argument("--sequence-parallel", choices=("ulysses", "ring"))
+    from cogvideox_jax import compile_cache
+
+    compile_cache.add_arguments(p)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from cogvideox_jax.compile_cache import configured
+
+    with configured(args):
+        return _generate(args)
+
+
+def _generate(args) -> int:
     import os
 
     from tqdm.auto import tqdm
@@ -47,7 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cogvideox_jax.pipeline import CogVideoXPipeline
     from cogvideox_jax.pipeline.cli_commands import save_video
 
-    args = build_parser().parse_args(argv)
     if args.prompts_file:
         with open(args.prompts_file) as f:
             prompts = [line.strip() for line in f if line.strip()]

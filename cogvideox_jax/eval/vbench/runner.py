@@ -95,10 +95,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cuda", help="torch device for the vbench-package backends")
     parser.add_argument("--model-name", default="this run", help="row name in the printed table")
     parser.add_argument("--with-paper-rows", action="store_true", help="also print the paper's Table 1 rows")
+    from cogvideox_jax import compile_cache
+
+    compile_cache.add_arguments(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    from cogvideox_jax.compile_cache import configured
+
+    with configured(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from cogvideox_jax.eval.vbench.backends.resolve import resolve_backend
 
     backends = {d: resolve_backend(d, args.weights_dir, args.flow_backend, args.device) for d in args.dimensions}
