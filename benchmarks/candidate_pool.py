@@ -23,7 +23,7 @@ timestep (``--rescore-key``), and prints the AUC of each timestep alone and of s
 shape of their best-of-n picks. ``--select T,...xR`` scores them again exactly as the pipeline would with
 those selection timesteps and repeats (its own scoring and key), so its pick among all the pool's
 candidates is the video the recipe's evaluation would get with those settings.
-BENCHMARKS.md, "Embedded default model", twenty-third and twenty-fourth sessions.
+Results: BENCHMARKS.md, "Best-of-N verifier".
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ factor: the transformer's units) and prints, per radius, the squared distance be
 divided by the first shape's own squared distance from the empty background — in the latent and in
 pixels. A small latent ratio next to a large pixel ratio means the VAE stores that outline as a small
 perturbation of the object's latent, which the transformer's v-loss rewards little (BENCHMARKS.md,
-"Embedded default model", tenth session).
+"Latent shape contrast").
 """
 from __future__ import annotations
 

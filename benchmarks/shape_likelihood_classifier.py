@@ -14,8 +14,8 @@ Model is Secretly a Zero-Shot Classifier"). Prints the confusion matrix (rows: t
 per timestep, the relative caption gap (the other captions' loss over the true one's, − 1) and the
 accuracy of that timestep alone.
 On samples it also prints how often the evaluator (``cogvideox-jax eval shapes``) finds the shape
-drawn when the classifier agrees with the caption and when it does not (BENCHMARKS.md, "Embedded
-default model", thirteenth session).
+drawn when the classifier agrees with the caption and when it does not (BENCHMARKS.md, "The model as a
+shape classifier").
 """
 from __future__ import annotations
 

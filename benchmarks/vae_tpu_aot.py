@@ -2,8 +2,8 @@
 venv with ``jax[tpu]``) and print its per-chip HBM use, with the frame loop of the VAE's large-frame
 convs on (the package default) or off.
 
-    /work/tpuvenv/bin/python benchmarks/vae_tpu_aot.py --latents 3x60x90            # 9 x 480 x 720 frames
-    /work/tpuvenv/bin/python benchmarks/vae_tpu_aot.py --latents 3x60x90 --no-frame-loop
+    .venv-tpu/bin/python benchmarks/vae_tpu_aot.py --latents 3x60x90            # 9 x 480 x 720 frames
+    .venv-tpu/bin/python benchmarks/vae_tpu_aot.py --latents 3x60x90 --no-frame-loop
 """
 from __future__ import annotations
 

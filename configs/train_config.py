@@ -47,11 +47,16 @@ class StageConfig:
 class ModelExecutionConfig:
     """How ``TrainConfig.model``'s transformer preset runs: ``TransformerConfig`` options that leave
     what its weights compute unchanged. ``None`` keeps the preset's value (``configs/transformer.py``).
-    ``--set execution.matmul_dtype=bfloat16`` trains with bf16-operand matmuls (fp32 accumulation)."""
+    ``--set execution.matmul_dtype=bfloat16`` trains with bf16-operand matmuls (fp32 accumulation);
+    ``--set execution.sequence_parallel=ulysses`` (or ``ring``) with e.g. ``--set mesh=fsdp=2,sequence=4``
+    splits every clip's tokens over ``sequence`` (the batch is split over data / fsdp only)."""
     scan_layers: bool | None = None          # nn.scan over the blocks (True) or unrolled (False)
     remat_policy: str | None = None          # activation checkpointing: REMAT_POLICIES
     attention_backend: str | None = None     # cogvideox_jax/models/attention.py
     matmul_dtype: str | None = None          # MATMUL_DTYPES: "float32" | "bfloat16"
+    # "ulysses" | "ring": attention sequence-parallel over the mesh's ``sequence`` axis (inside
+    # shard_map; activations stay sequence-sharded between blocks); needs ``mesh`` with sequence > 1
+    sequence_parallel: str | None = None
 
     def overrides(self) -> dict:
         """The options set (not ``None``), as ``TransformerConfig`` field values."""

@@ -9,6 +9,8 @@ no mask (CogVideoX's attention is full and bidirectional). Backends:
   and the padding masked with segment ids; q is scaled by 1/sqrt(D) here because the kernel does
   not scale. ``interpret=True`` runs the same kernel on CPU (tests); ``interpret=None`` (default)
   interprets on any non-TPU platform, so ``attention_backend="splash"`` also runs on CPU;
+  the platform is the one compiled for (``target_platform``: the ambient mesh's devices', so a
+  TPU program compiled ahead of time on a CPU host gets the Mosaic kernel);
 * ``"auto"``: splash on TPU, cuDNN on GPU for 16-bit inputs, XLA otherwise; on a CPU host the
   XLA math runs one (batch, head) at a time under ``lax.map`` (``per_head_attention``: plain 2-D
   matmuls + softmax): XLA:CPU runs the head-batched form several times slower (measured 1.5 s vs
@@ -32,12 +34,21 @@ import jax.numpy as jnp
 BACKENDS = ("auto", "xla", "cudnn", "splash")
 
 
+def target_platform() -> str:
+    """The platform the program is compiled for: the ambient (``jax.set_mesh``) mesh's devices' when a
+    mesh is set (e.g. abstract TPU devices when compiling ahead of time on a CPU host: ``parallel/tpu_aot.py``),
+    else the default backend's."""
+    mesh = jax.sharding.get_abstract_mesh()
+    device = None if mesh.empty else getattr(mesh, "abstract_device", None)
+    return getattr(device, "platform", None) or jax.devices()[0].platform
+
+
 def resolve_backend(backend: str, dtype) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown attention backend {backend!r}; choose from {BACKENDS}")
     if backend != "auto":
         return backend
-    platform = jax.devices()[0].platform
+    platform = target_platform()
     if platform == "tpu":
         return "splash"
     if platform == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16):
@@ -56,12 +67,12 @@ def dot_product_attention(q, k, v, *, backend: str = "auto", splash_block: int =
     if kv_length is not None and kv_length >= k.shape[1]:
         kv_length = None
     if backend in ("xla", "cudnn"):
-        if backend == "xla" and requested == "auto" and jax.devices()[0].platform == "cpu":
+        if backend == "xla" and requested == "auto" and target_platform() == "cpu":
             return per_head_attention(q, k, v, kv_length=kv_length)
         lengths = None if kv_length is None else jnp.full((q.shape[0],), kv_length, jnp.int32)
         return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation=backend)
     if interpret is None:
-        interpret = jax.devices()[0].platform != "tpu"
+        interpret = target_platform() != "tpu"
     body = functools.partial(splash_attention, block=splash_block, interpret=interpret, kv_length=kv_length)
     mesh = _auto_mesh()
     if mesh is None:

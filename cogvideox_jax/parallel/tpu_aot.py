@@ -4,33 +4,37 @@
     print(report.summary_line())
 
 ``jax.experimental.topologies.get_topology_desc`` gives abstract TPU devices of a named slice
-("v5p:2x2x1" = v5p-8, "v6e:2x2", "v5e:2x2", ...); a ``Mesh`` over them plus ``jax.jit(...).lower(
+("v5p:2x2x1" = v5p-8, "v6e:2x2", "v5e:2x2", ...); a ``Mesh`` over them plus ``jit(...).lower(
 ShapeDtypeStructs with shardings).compile()`` runs the real XLA:TPU compiler, whose
 ``memory_analysis()`` / ``cost_analysis()`` give per-chip bytes and FLOPs. Nothing is allocated.
 
-Jobs:
+The programs compiled are the project's own, built by the code that runs them:
 
-* ``sample``: one denoising step as the pipeline runs it - one transformer forward on the CFG batch
-  ``[uncond, cond]`` (2B), guidance and a DPM-Solver++ scheduler step. Weights are bf16.
-* ``train``: the project's train step (``cogvideox_jax/train/train_step.py``): v-prediction loss,
-  forward + backward with remat, global-norm clipping + AdamW, fp32 master params, bf16 compute.
+* ``train``: the trainer's jitted step. A ``TrainConfig`` (``--config`` / ``--set`` as ``cogvideox-jax
+  train`` takes them, the job's flags on top: model, mesh, batch, one stage of the job's size, execution
+  options) goes through ``Trainer.abstract_step``: ``train_step.make_train_step`` with the Trainer's
+  state shardings, its ``StepOptions`` and batch shardings (v-loss, latent-frame padding for 1.5,
+  forward + backward with the config's remat, clipping + AdamW, fp32 master weights).
+* ``sample``: the pipeline's denoising function (``CogVideoXPipeline._denoise_fn``: the whole
+  ``lax.scan`` over the steps, CFG batch ``[uncond, cond]``, guidance, the DPM-Solver++ step) on the
+  mesh with its transformer built as ``from_pretrained(mesh=..., sequence_parallel=...)`` builds it;
+  weights bf16.
 
-Attention (``--attention``): ``splash`` (the model's own backend), ``xla``, or ``splash-sharded``:
-splash wrapped in ``shard_map`` over the batch/head mesh axes, and splash as the local attention of
-Ulysses sequence parallelism (a Mosaic kernel cannot be partitioned by GSPMD, and the default Ulysses
-local attention materialises fp32 L x L scores). ``splash-sharded`` is applied only while compiling,
-by patching the attention entry points (see ``attention_overrides``).
+Attention is the model's own (``models/attention.py``): ``splash`` (on a multi-device mesh per
+(batch, head) shard inside ``shard_map``, and as Ulysses' local attention), ``xla``, or ``auto``
+(splash on TPU). The model picks the Mosaic kernel, not interpret mode, because the compiled-for
+platform is the mesh's (``attention.target_platform``).
 
-Needs ``libtpu`` (a separate venv: ``/work/tpuvenv``); the default test venv has none.
+Needs ``libtpu`` (``pip install "jax[tpu]"``; keep it in its own venv, e.g. ``.venv-tpu``). Without it
+``cogvideox-jax aot`` exits with status 2 and says what to install.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import functools
-import math
 import os
+import sys
+import tempfile
 import time
 from typing import Optional
 
@@ -41,9 +45,25 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 GiB = 1024**3
 HBM_GIB = {"v5p": 95.0, "v6e": 32.0, "v5e": 16.0, "v4": 32.0}
-VARIANTS = {"2b": "cogvideox-2b", "5b": "cogvideox-5b", "1.5-5b": "cogvideox1.5-5b",
-            "tiny-2b": "tiny-2b", "tiny-5b": "tiny-5b"}
-ATTENTION = ("splash", "splash-sharded", "xla")
+# published dense bf16 peak per chip (train/metrics_logging.py: PEAK_FLOPS)
+VARIANTS = {"2b": "cogvideox-2b", "5b": "cogvideox-5b", "5b-i2v": "cogvideox-5b-i2v", "1.5-5b": "cogvideox1.5-5b",
+            "1.5-5b-i2v": "cogvideox1.5-5b-i2v", "tiny-2b": "tiny-2b", "tiny-5b": "tiny-5b"}
+ATTENTION = ("splash", "xla", "auto")
+ATTENTION_ALIASES = {"splash-sharded": "splash"}   # the former compile-time patch, now what "splash" does
+
+
+class LibTPUMissing(RuntimeError):
+    """No libtpu in this Python: TPU topologies cannot be described, so nothing can be compiled for them."""
+
+
+def libtpu_install_hint() -> str:
+    return (f'`cogvideox-jax aot` compiles for TPU topologies with libtpu, which this Python ({sys.executable}) '
+            f'does not have. Install it in its own venv (it replaces nothing here):\n'
+            f'  python -m venv .venv-tpu && .venv-tpu/bin/pip install "jax[tpu]=={jax.__version__}" '
+            f'"flax==0.12.8" optax orbax-checkpoint einops chex safetensors tqdm imageio imageio-ffmpeg '
+            f'transformers sentencepiece pytest etils\n'
+            f'  .venv-tpu/bin/pip install --no-deps -e .\n'
+            f'then run .venv-tpu/bin/cogvideox-jax aot ...')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,17 +75,26 @@ class AOTJob:
     frames: Optional[int] = None        # pixel frames; None -> the preset's sample size
     height: Optional[int] = None
     width: Optional[int] = None
-    batch: Optional[int] = None         # sample: prompts B (CFG batch 2B); train: global batch. None -> per-chip default
+    batch: Optional[int] = None         # sample: prompts B (CFG batch 2B); train: global batch. None -> 1 per data shard
     sequence_parallel: Optional[str] = None   # None | "ulysses" | "ring"
     remat: str = "full"                 # train remat policy (configs.transformer.REMAT_POLICIES)
-    attention: str = "splash"
+    attention: str = "splash"           # the model's attention backend
     scan_layers: bool = True
+    dtype: str = "bfloat16"             # train: compute dtype (TrainConfig.dtype); params stay fp32
+    matmul_dtype: Optional[str] = None  # train: TrainConfig.execution.matmul_dtype
+    steps: int = 50                     # sample: denoising steps of the compiled loop
+    config: Optional[str] = None        # train: a `cogvideox-jax train` config file (get_config())
+    overrides: tuple = ()               # train: `--set key=value` on the TrainConfig, after the flags
+    num_layers: Optional[int] = None    # the preset's depth replaced (cost-model extrapolation: estimate_step_seconds)
 
     def __post_init__(self):
         if self.job not in ("sample", "train"):
             raise ValueError(f"job must be 'sample' or 'train', got {self.job!r}")
-        if self.attention not in ATTENTION:
+        attention = ATTENTION_ALIASES.get(self.attention, self.attention)
+        if attention not in ATTENTION:
             raise ValueError(f"attention must be one of {ATTENTION}, got {self.attention!r}")
+        object.__setattr__(self, "attention", attention)
+        object.__setattr__(self, "overrides", tuple(self.overrides))
 
 
 @dataclasses.dataclass
@@ -80,9 +109,13 @@ class AOTReport:
     alias_bytes: int
     temp_bytes: int
     code_bytes: int
-    flops: float                        # XLA cost_analysis: a scanned layer stack counts once, Pallas kernels not at all
+    flops: float                        # XLA cost_analysis per chip (a while loop's body counts once)
     compile_seconds: float
-    model_flops: float = 0.0            # analytic per chip: matmul + attention FLOPs (train: 3x forward, no remat)
+    model_flops: float = 0.0            # per chip and step: the trainer's estimate (train: 3x forward, no remat)
+    cost_seconds: float = 0.0           # XLA's cost-model time of this program ("optimal_seconds"; a scanned
+                                        # layer stack costed once, Mosaic kernels not at all)
+    peak_flops: float = 0.0             # published bf16 peak per chip
+    step_seconds_estimate: float = 0.0  # estimate_step_seconds (0: not estimated)
 
     @property
     def total_bytes(self) -> int:
@@ -97,34 +130,52 @@ class AOTReport:
     def fits(self) -> bool:
         return self.total_bytes / GiB <= self.hbm_gib
 
+    @property
+    def mfu_estimate(self) -> float:
+        """Model FLOPs per chip / (estimated step time x peak): the MFU if the step ran at XLA's cost-model
+        time (``estimate_step_seconds``; an estimate, nothing ran). 0 when not estimated."""
+        if self.step_seconds_estimate <= 0 or not self.peak_flops:
+            return 0.0
+        return self.model_flops / (self.step_seconds_estimate * self.peak_flops)
+
     def as_dict(self) -> dict:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k != "job"}
-        d.update(dataclasses.asdict(self.job), total_bytes=self.total_bytes, hbm_gib=self.hbm_gib, fits=self.fits)
+        d.update(dataclasses.asdict(self.job), total_bytes=self.total_bytes, hbm_gib=self.hbm_gib, fits=self.fits,
+                 mfu_estimate=self.mfu_estimate)
+        d["overrides"] = list(self.job.overrides)
         return d
 
     def summary_line(self) -> str:
         g = lambda b: f"{b / GiB:.2f}"  # noqa: E731
         j = self.job
+        mfu = (f"; estimated {self.step_seconds_estimate:.2f} s/step (XLA cost model + splash at peak) -> MFU "
+               f"estimate {100 * self.mfu_estimate:.0f} %" if self.step_seconds_estimate > 0 else "")
         return (f"{j.job} {j.variant} {j.topology} [{j.mesh}] sp={j.sequence_parallel} attn={j.attention} "
                 f"latents={self.latent_shape} tokens={self.tokens}: per chip args {g(self.argument_bytes)} "
                 f"out {g(self.output_bytes)} alias {g(self.alias_bytes)} temp {g(self.temp_bytes)} "
                 f"code {g(self.code_bytes)} total {g(self.total_bytes)} / {self.hbm_gib:.0f} GiB "
                 f"({'fits' if self.fits else 'DOES NOT FIT'}); model {self.model_flops / 1e12:.0f} TFLOP/chip "
-                f"(XLA cost_analysis {self.flops / 1e12:.1f}); "
-                f"compile {self.compile_seconds:.0f}s")
+                f"(XLA cost_analysis {self.flops / 1e12:.1f}){mfu}; compile {self.compile_seconds:.0f}s")
 
 
 # ---------------------------------------------------------------------------------------------
-# topology, mesh, shapes
+# topology, shapes
 
 
 def topology_devices(topology: str):
-    """Abstract devices of a named TPU slice, e.g. ``"v5p:2x2x1"`` (needs libtpu, no TPU)."""
+    """Abstract devices of a named TPU slice, e.g. ``"v5p:2x2x1"`` (needs libtpu, no TPU).
+    Raises ``LibTPUMissing`` (with what to install) where JAX has no TPU support."""
     from jax.experimental import topologies
 
     # AOT only: no chip is opened, so several compiling processes may load libtpu at once
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-    return topologies.get_topology_desc(platform="tpu", topology_name=topology).devices
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")   # no TPU VM here: silences libtpu's probing
+    try:
+        return topologies.get_topology_desc(platform="tpu", topology_name=topology).devices
+    except (RuntimeError, ImportError) as e:
+        if "TPU support not installed" in str(e) or "libtpu" in str(e).lower() or isinstance(e, ImportError):
+            raise LibTPUMissing(libtpu_install_hint()) from e
+        raise
 
 
 def tpu_aot_available(topology: str = "v5p:2x2x1") -> bool:
@@ -135,18 +186,32 @@ def tpu_aot_available(topology: str = "v5p:2x2x1") -> bool:
 
 
 def transformer_config(job: AOTJob):
+    """The variant's ``TransformerConfig`` with the job's execution options (the sampling transformer's)."""
     from configs.transformer import get_preset
 
-    cfg = get_preset(VARIANTS.get(job.variant, job.variant))
-    backend = "xla" if job.attention == "xla" else "splash"
-    return cfg.replace(scan_layers=job.scan_layers, attention_backend=backend,
+    cfg = get_preset(_preset_name(job))
+    return cfg.replace(scan_layers=job.scan_layers, attention_backend=job.attention,
                        remat_policy=job.remat if job.job == "train" else "none",
                        sequence_parallel=job.sequence_parallel)
 
 
+def _preset_name(job: AOTJob) -> str:
+    """The job's transformer preset; with ``num_layers`` a copy of it of that depth, registered under a
+    derived name (``TrainConfig.model`` names presets)."""
+    from configs.transformer import PRESETS, get_preset
+
+    name = VARIANTS.get(job.variant, job.variant)
+    if job.num_layers is None:
+        return name
+    derived = f"{name}@layers={job.num_layers}"
+    PRESETS.setdefault(derived, get_preset(name).replace(num_layers=job.num_layers))
+    return derived
+
+
 def latent_shape(cfg, frames: Optional[int], height: Optional[int], width: Optional[int]) -> tuple[int, int, int]:
     """Latent ``(t, h, w)`` for pixel ``frames x height x width``; t is padded up to a multiple of
-    ``patch_size_t`` (CogVideoX 1.5: 81 frames -> 21 -> 22 latent frames), as the pipeline does."""
+    ``patch_size_t`` (CogVideoX 1.5: 81 frames -> 21 -> 22 latent frames), as the pipeline and the train
+    step do."""
     frames = frames or cfg.sample_frames
     t = (frames - 1) // cfg.temporal_compression_ratio + 1
     h = height // 8 if height else cfg.sample_height
@@ -161,23 +226,9 @@ def num_tokens(cfg, t: int, h: int, w: int) -> int:
     return cfg.max_text_seq_length + (t // pt) * (h // p) * (w // p)
 
 
-def model_flops(cfg, tokens: int, batch: int, train: bool) -> float:
-    """Analytic FLOPs of the transformer blocks: per token and layer 24 d^2 (q/k/v/out + 4x MLP) plus
-    4 L d for attention; the backward pass counts 2x the forward (remat recompute not included)."""
-    d = cfg.inner_dim
-    fwd = cfg.num_layers * batch * tokens * (24 * d * d + 4 * tokens * d)
-    return float(fwd * (3 if train else 1))
-
-
-def _batch_spec(mesh: Mesh, batch: int, ndim: int) -> NamedSharding:
-    axes, prod = [], 1
-    for ax in ("data", "fsdp"):
-        n = mesh.shape.get(ax, 1)
-        if n > 1 and batch % (prod * n) == 0:
-            axes.append(ax)
-            prod *= n
-    lead = tuple(axes) if len(axes) > 1 else (axes[0] if axes else None)
-    return NamedSharding(mesh, P(lead, *([None] * (ndim - 1))))
+def _pixel_size(cfg, job: AOTJob) -> tuple[int, int, int]:
+    s = 8
+    return (job.frames or cfg.sample_frames, job.height or cfg.sample_height * s, job.width or cfg.sample_width * s)
 
 
 def _sds(shape, dtype, sharding):
@@ -185,188 +236,177 @@ def _sds(shape, dtype, sharding):
 
 
 # ---------------------------------------------------------------------------------------------
-# attention overrides (compile-time stopgap; see module docstring)
+# train: the trainer's own step
 
 
-def _splash(q, k, v, seg_q, seg_kv, block: int = 512):
-    """Splash attention on (B, L, H, D) with explicit segment ids (L a multiple of ``block``)."""
-    from jax.experimental.pallas.ops.tpu import splash_attention as sa
+def train_config(job: AOTJob, mesh: Mesh):
+    """The ``TrainConfig`` of a train job: ``job.config`` (or the defaults) with the job's model, mesh,
+    batch (default one clip per data shard), one stage of the job's size and its execution options, then
+    ``job.overrides``. Weights are not read (no ``init_from``), validation is off."""
+    from configs.train_config import ModelExecutionConfig, StageConfig, TrainConfig, apply_overrides
+    from cogvideox_jax.parallel.mesh import local_batch_divisor, mesh_shape_str
 
-    b, length, h, d = q.shape
-    q = q * jnp.asarray(1.0 / math.sqrt(d), q.dtype)
-    sizes = sa.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
-                          block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block)
-    mask = sa.MultiHeadMask([sa.FullMask((length, length)) for _ in range(h)])
-    kernel = sa.make_splash_mha(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1)
-    seg = sa.SegmentIds(q=seg_q, kv=seg_kv)
-    out = jax.vmap(functools.partial(kernel, segment_ids=seg))(*(jnp.swapaxes(x, 1, 2) for x in (q, k, v)))
-    return jnp.swapaxes(out, 1, 2)
+    if job.config:
+        from cogvideox_jax.train.cli_train import load_config
 
-
-def splash_local_attention(q, k, v, kv_length: int, block: int = 512):
-    """Drop-in ``local_attention(q, k, v, kv_length)`` for Ulysses: the real (Mosaic) splash kernel with the
-    padded keys masked (forced here: on a CPU host the model's own backend would pick interpret mode)."""
-    length = q.shape[1]
-    key_valid = jnp.arange(length) < kv_length
-    block = min(block, -(-length // 128) * 128)
-    pad = (-length) % block
-    padf = lambda x: jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0)))  # noqa: E731
-    valid = jnp.pad(key_valid.astype(jnp.int32), (0, pad))
-    seg_q = jnp.ones((length + pad,), jnp.int32) * valid  # padded query rows attend padded keys (dropped)
-    out = _splash(padf(q), padf(k), padf(v), seg_q, valid, block)
-    return out[:, :length]
+        cfg = load_config(job.config)
+    else:
+        cfg = TrainConfig(dtype="bfloat16")
+    tcfg = transformer_config(job)
+    frames, height, width = _pixel_size(tcfg, job)
+    execution = ModelExecutionConfig(scan_layers=job.scan_layers, remat_policy=job.remat,
+                                     attention_backend=job.attention, sequence_parallel=job.sequence_parallel,
+                                     matmul_dtype=job.matmul_dtype or cfg.execution.matmul_dtype)
+    cfg = dataclasses.replace(
+        cfg, model=_preset_name(job), init_from="", init_lora="", mesh=mesh_shape_str(mesh),
+        mesh_dcn="", batch_size=job.batch or local_batch_divisor(mesh), dtype=job.dtype, param_dtype="float32",
+        stages=(StageConfig(name="aot", steps=1, num_frames=frames, height=height, width=width),),
+        execution=execution, validation=dataclasses.replace(cfg.validation, every_steps=0),
+        text_len=tcfg.max_text_seq_length)
+    return apply_overrides(cfg, list(job.overrides))
 
 
-def sharded_splash_attention(q, k, v, mesh: Mesh, block: int = 512):
-    """Splash under ``shard_map``: batch over (data, fsdp), heads over tensor, full sequence per device."""
-    from cogvideox_jax.models.attention import splash_attention
-    from cogvideox_jax.parallel.sequence_parallel_attention import _dividing_axes
+def _lower_train(job: AOTJob, mesh: Mesh):
+    """``(lowered, latent shape, ModelSpec, cfg)`` of the trainer's step for ``job`` on ``mesh``."""
+    from cogvideox_jax.train.trainer import Trainer
 
-    spec = P(_dividing_axes(mesh, ("data", "fsdp"), q.shape[0]), None,
-             _dividing_axes(mesh, ("tensor",), q.shape[2]), None)
-    body = functools.partial(splash_attention, block=block, interpret=False)  # Mosaic even when compiling off-TPU
-    return jax.shard_map(body, mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec, check_vma=False)(q, k, v)
-
-
-@contextlib.contextmanager
-def attention_overrides(mesh: Mesh, mode: str = "splash-sharded"):
-    """Patch the attention entry points while compiling (restored on exit).
-
-    ``"splash-sharded"``: non-sequence-parallel splash runs under ``shard_map`` and Ulysses uses splash
-    for its local attention. ``"splash"``: the model's own splash, but always the Mosaic kernel (the
-    entry point would pick interpret mode on a non-TPU host). ``"xla"``: nothing patched.
-    """
-    if mode == "xla":
-        yield
-        return
-    from cogvideox_jax.models.transformer import joint_attention as ja
-    from cogvideox_jax.parallel import sequence_parallel_attention as spa
-
-    orig_dpa, orig_spa = ja.dot_product_attention, spa.sequence_parallel_attention
-
-    def dpa(q, k, v, *, backend="auto", **kw):
-        if backend in ("splash", "auto"):
-            if mode == "splash-sharded":
-                return sharded_splash_attention(q, k, v, mesh)
-            kw["interpret"] = False
-        return orig_dpa(q, k, v, backend=backend, **kw)
-
-    def sp_attn(q, k, v, mesh_, *, scheme="ulysses", local_attention=None):
-        return orig_spa(q, k, v, mesh_, scheme=scheme, local_attention=splash_local_attention)
-
-    ja.dot_product_attention = dpa
-    if mode == "splash-sharded":
-        spa.sequence_parallel_attention = sp_attn
-    try:
-        yield
-    finally:
-        ja.dot_product_attention, spa.sequence_parallel_attention = orig_dpa, orig_spa
+    cfg = train_config(job, mesh)
+    with tempfile.TemporaryDirectory() as workdir:   # the Trainer's checkpoint folder; nothing is written
+        trainer = Trainer(cfg, workdir, mesh=mesh, stdout=False, progress=False)
+        try:
+            step, state, batch = trainer.abstract_step(0)
+            with jax.set_mesh(mesh):   # the model's attention is chosen for the mesh's (TPU) platform
+                lowered = step.jitted.lower(state, batch)
+        finally:
+            trainer.close()
+    return lowered, tuple(batch["latents"].shape), trainer.spec, cfg
 
 
 # ---------------------------------------------------------------------------------------------
-# the two jobs
+# sample: the pipeline's own denoising loop
 
 
-def _abstract_params(module, cfg):
-    from cogvideox_jax.models.transformer.transformer_3d import dummy_inputs
-
-    return jax.eval_shape(lambda: module.init(jax.random.key(0), *dummy_inputs(cfg)))["params"]
-
-
-def _lower_sample(job: AOTJob, cfg, mesh: Mesh, t: int, h: int, w: int):
+def _lower_sample(job: AOTJob, mesh: Mesh):
     import flax.linen as nn
 
     from configs.scheduler import SchedulerConfig
-    from cogvideox_jax.diffusion.guidance import guide_batched
-    from cogvideox_jax.diffusion.sampler import scheduler_step
     from cogvideox_jax.diffusion.sampling_schedule import make_sampling_schedule
-    from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
-    from cogvideox_jax.parallel.logical_axes import LOGICAL_AXIS_RULES
+    from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D, dummy_inputs
     from cogvideox_jax.parallel.param_sharding import param_shardings
+    from cogvideox_jax.parallel.sharded_apply import batch_sharding
+    from cogvideox_jax.pipeline.cogvideox_pipeline import CogVideoXPipeline
+    from cogvideox_jax.pipeline.components import PipelineComponents
+    from cogvideox_jax.train.model_factory import spec_for_transformer
 
+    cfg = transformer_config(job)
+    # as CogVideoXPipeline.from_pretrained(mesh=..., sequence_parallel=...) builds it (components.shard_components)
     model = CogVideoXTransformer3D(cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, mesh=mesh)
-    boxed = _abstract_params(model, cfg)
+    components = PipelineComponents(transformer=model, transformer_params=None, vae=None, vae_params=None,
+                                    text_encoder=None, text_encoder_params=None, tokenizer=None, tokenizer_dir=None,
+                                    scheduler_config=SchedulerConfig(kind="dpm"), source_configs={})
+    pipe = CogVideoXPipeline(components, mesh=mesh, sequence_parallel=job.sequence_parallel)
+    latent_channels = cfg.out_dim
+    has_image = cfg.in_channels == 2 * latent_channels
+    ofs = 2.0 if cfg.ofs_embed_dim else None
+    run = pipe._denoise_fn(do_cfg=True, has_image=has_image, ofs=ofs, progress=False)
+    with jax.set_mesh(mesh):
+        boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), *dummy_inputs(cfg)))["params"]
     p_sh = param_shardings(boxed, mesh)
     params = jax.tree_util.tree_map(lambda a, s: _sds(a.shape, a.dtype, s), nn.unbox(boxed), p_sh)
-    schedule = make_sampling_schedule(SchedulerConfig(kind="dpm"), 50)
+    t, h, w = latent_shape(cfg, job.frames, job.height, job.width)
     bsz = job.batch or 1
-    lat = (bsz, t, h, w, cfg.in_channels)
-    lat_sh = _batch_spec(mesh, bsz, 5)
-    cfg_sh = _batch_spec(mesh, 2 * bsz, 3)
+    lat = (bsz, t, h, w, latent_channels)
+    text = (2 * bsz, cfg.max_text_seq_length, cfg.text_embed_dim)
+    schedule = make_sampling_schedule(components.scheduler_config, job.steps)
     repl = NamedSharding(mesh, P())
-
-    def sample_step(params, latents, old_x0, noise, text, i, scale):
-        x_in = jnp.concatenate([latents, latents], axis=0).astype(jnp.bfloat16)
-        ts = jnp.broadcast_to(schedule.timesteps[i], (2 * bsz,))
-        with nn.logical_axis_rules(LOGICAL_AXIS_RULES):
-            v = model.apply({"params": params}, x_in, text, ts)
-        guided = guide_batched(v, scale)
-        return scheduler_step(schedule, old_x0, i, guided, latents, noise)
-
-    args = (params, _sds(lat, jnp.float32, lat_sh), _sds(lat, jnp.float32, lat_sh), _sds(lat, jnp.float32, lat_sh),
-            _sds((2 * bsz, cfg.max_text_seq_length, cfg.text_embed_dim), jnp.bfloat16, cfg_sh),
-            _sds((), jnp.int32, repl), _sds((), jnp.float32, repl))
-    jitted = jax.jit(sample_step, out_shardings=(lat_sh, lat_sh), donate_argnums=(1, 2))
-    with jax.set_mesh(mesh):
-        return jitted.lower(*args), lat
+    n = len(np.asarray(schedule.timesteps))
+    args = (params, _sds(lat, jnp.float32, batch_sharding(mesh, lat)), _sds(text, jnp.float32, batch_sharding(mesh, text)),
+            _sds((n,), jnp.float32, repl), schedule,
+            _sds(lat, jnp.float32, batch_sharding(mesh, lat)) if has_image else None,
+            _sds((2,), jnp.uint32, repl), _sds((n,), jnp.float32, repl), None)
+    lowered = run.lower(*args)
+    return lowered, lat, spec_for_transformer(model)
 
 
-def _lower_train(job: AOTJob, cfg, mesh: Mesh, t: int, h: int, w: int):
-    import flax.linen as nn
-
-    from configs.train_config import OptimizerConfig, StageConfig
-    from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
-    from cogvideox_jax.parallel.mesh import local_batch_divisor
-    from cogvideox_jax.parallel.param_sharding import param_shardings
-    from cogvideox_jax.train.diffusion_loss import training_alphas_cumprod
-    from cogvideox_jax.train.optimizer import make_optimizer
-    from cogvideox_jax.train.train_state import create_train_state, state_shardings
-    from cogvideox_jax.train.train_step import StepOptions, make_train_step
-
-    model = CogVideoXTransformer3D(cfg, dtype=jnp.bfloat16, param_dtype=jnp.float32, mesh=mesh)
-    boxed = _abstract_params(model, cfg)
-    p_sh = param_shardings(boxed, mesh)
-    optimizer, schedule = make_optimizer(OptimizerConfig(), [StageConfig()])
-    abstract = jax.eval_shape(lambda p: create_train_state(p, optimizer, jax.random.key(0)), nn.unbox(boxed))
-    st_sh = state_shardings(abstract, optimizer, p_sh, mesh)
-    state = jax.tree_util.tree_map(lambda a, s: _sds(a.shape, a.dtype, s), abstract, st_sh)
-    opts = StepOptions(alphas_cumprod=np.asarray(training_alphas_cumprod()))
-    step = make_train_step(model, optimizer, schedule, opts, mesh, st_sh)
-    bsz = job.batch or local_batch_divisor(mesh)
-    lat = (bsz, t, h, w, cfg.in_channels)
-    batch = {"latents": _sds(lat, jnp.float32, step.batch_shardings["latents"]),
-             "text_emb": _sds((bsz, cfg.max_text_seq_length, cfg.text_embed_dim), jnp.bfloat16,
-                              step.batch_shardings["text_emb"])}
-    with jax.set_mesh(mesh):
-        return step.jitted.lower(state, batch), lat
+# ---------------------------------------------------------------------------------------------
 
 
 def compile_job(job: AOTJob, devices=None) -> AOTReport:
     """Lower and compile ``job`` for its TPU topology; returns per-chip memory and FLOPs."""
     from cogvideox_jax.parallel.mesh import make_mesh
+    from cogvideox_jax.train.metrics_logging import peak_flops_for, transformer_train_flops
 
     devices = devices if devices is not None else topology_devices(job.topology)
     mesh = make_mesh(job.mesh, devices=devices)
-    cfg = transformer_config(job)
-    t, h, w = latent_shape(cfg, job.frames, job.height, job.width)
     start = time.perf_counter()
-    lower = _lower_sample if job.job == "sample" else _lower_train
     # default matmul precision: the bf16 splash kernel does not compile under "highest" (Mosaic "Bad lhs type")
-    with attention_overrides(mesh, job.attention), jax.default_matmul_precision("default"):
-        lowered, lat = lower(job, cfg, mesh, t, h, w)
+    with jax.default_matmul_precision("default"):
+        if job.job == "train":
+            lowered, lat, spec, cfg = _lower_train(job, mesh)
+            text_len = cfg.text_len
+            flops = transformer_train_flops(spec, lat, text_len)
+        else:
+            lowered, lat, spec = _lower_sample(job, mesh)
+            text_len = spec.module.config.max_text_seq_length
+            flops = transformer_train_flops(spec, (2 * lat[0], *lat[1:]), text_len) / 3.0   # one CFG forward
         compiled = lowered.compile()
     seconds = time.perf_counter() - start
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return AOTReport(job=job, device_kind=devices[0].device_kind, num_devices=len(devices), latent_shape=lat,
-                     tokens=num_tokens(cfg, t, h, w),
+    cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+    c = spec.module.config
+    pt = c.patch_size_t or 1
+    video_tokens = -(-lat[1] // pt) * (lat[2] // c.patch_size) * (lat[3] // c.patch_size)
+    return AOTReport(job=job, device_kind=devices[0].device_kind, num_devices=len(devices),
+                     latent_shape=tuple(lat), tokens=text_len + video_tokens,
                      argument_bytes=int(mem.argument_size_in_bytes), output_bytes=int(mem.output_size_in_bytes),
                      alias_bytes=int(mem.alias_size_in_bytes), temp_bytes=int(mem.temp_size_in_bytes),
-                     code_bytes=int(mem.generated_code_size_in_bytes), flops=float((cost or {}).get("flops", 0.0)),
-                     compile_seconds=seconds,
-                     model_flops=model_flops(cfg, num_tokens(cfg, t, h, w), lat[0] * (2 if job.job == "sample" else 1),
-                                             job.job == "train") / len(devices))
+                     code_bytes=int(mem.generated_code_size_in_bytes), flops=float(cost.get("flops", 0.0)),
+                     compile_seconds=seconds, model_flops=flops / len(devices),
+                     cost_seconds=float(cost.get("optimal_seconds", 0.0) or 0.0),
+                     peak_flops=float(peak_flops_for(devices[0].device_kind) or 0.0))
+
+
+def attention_kernel_flops(job: AOTJob, report: AOTReport) -> float:
+    """FLOPs per chip of the Mosaic (splash) attention kernels of one step, which XLA's cost model does
+    not see into: per layer ``2·2·N²·D`` for the forward (scores and values over the kernel's padded
+    length N), the backward ``10·N²·D`` (scores recomputed, dV, dP, dQ, dK), the forward again under
+    remat. 0 for ring attention (plain XLA ops, costed by XLA) and XLA attention."""
+    if job.attention == "xla" or job.sequence_parallel == "ring":
+        return 0.0
+    cfg = transformer_config(job)
+    n = report.tokens
+    block = min(512, -(-n // 128) * 128)
+    n_pad = -(-n // block) * block
+    per_layer = 4.0 * n_pad * n_pad * cfg.inner_dim
+    if job.job == "train":
+        per_layer *= (14.0 + (4.0 if job.remat != "none" else 0.0)) / 4.0
+    batch = report.latent_shape[0] * (2 if job.job == "sample" else 1)
+    return per_layer * cfg.num_layers * batch / report.num_devices
+
+
+def estimate_step_seconds(job: AOTJob, devices=None) -> dict:
+    """XLA's cost-model time of the full-depth step, extrapolated from unrolled 1- and 2-layer compiles of
+    the same job (a scanned layer stack is costed once: ``c1 + (L - 1)(c2 - c1)``), plus the splash
+    kernels' FLOPs at the chip's published peak (the cost model sees nothing inside a Mosaic kernel).
+    An estimate: nothing runs."""
+    from configs.transformer import get_preset
+
+    layers = get_preset(_preset_name(job)).num_layers
+    costs = {}
+    for n in (1, 2):
+        rep = compile_job(dataclasses.replace(job, scan_layers=False, num_layers=n), devices)
+        costs[n] = rep.cost_seconds
+    xla_seconds = costs[1] + (layers - 1) * (costs[2] - costs[1])
+    full = dataclasses.replace(rep, job=job)   # shapes, tokens, devices: the full job's
+    kernel_seconds = attention_kernel_flops(job, full) / rep.peak_flops if rep.peak_flops else 0.0
+    out = {"xla_seconds": xla_seconds, "kernel_seconds": kernel_seconds, "seconds": xla_seconds + kernel_seconds,
+           "cost_1_layer": costs[1], "cost_2_layers": costs[2]}
+    if min(costs.values()) <= 0 or costs[2] <= costs[1]:
+        # seen with libtpu 0.0.42.1 on v6e (5b, one layer: -50 s on fsdp=8); v5p's cost model is positive
+        out.update(seconds=0.0, note=f"XLA's cost model gave {costs[1]:.3g} s / {costs[2]:.3g} s for 1 / 2 layers: "
+                                     "no estimate")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,10 +414,10 @@ def compile_job(job: AOTJob, devices=None) -> AOTReport:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("aot", help="compile a sampling/training step for a TPU topology (needs libtpu) "
-                                          "and report per-chip memory and FLOPs")
-    p.add_argument("--topology", default="v5p:2x2x1", help="e.g. v5p:2x2x1 (v5p-8), v6e:2x2, v5e:2x2")
-    p.add_argument("--mesh", default="fsdp=-1", help="mesh spec, e.g. fsdp=4 or fsdp=2,sequence=2")
+    p = subparsers.add_parser("aot", help="compile a sampling loop / training step for a TPU topology (needs "
+                                          "libtpu) and report per-chip memory and FLOPs")
+    p.add_argument("--topology", default="v5p:2x2x1", help="e.g. v5p:2x2x1 (v5p-8), v5p:2x2x2, v6e:2x2, v6e:2x4")
+    p.add_argument("--mesh", default="fsdp=-1", help="mesh spec, e.g. fsdp=4 or fsdp=2,sequence=4")
     p.add_argument("--job", choices=("sample", "train"), default="sample")
     p.add_argument("--variant", default="5b", help=f"one of {sorted(VARIANTS)} or a transformer preset")
     p.add_argument("--frames", type=int, default=None)
@@ -386,22 +426,48 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None,
                    help="sample: prompts (CFG batch 2B, default 1); train: global batch (default 1 per data shard)")
     p.add_argument("--sequence-parallel", choices=("ulysses", "ring"), default=None)
-    p.add_argument("--remat", default="full", help="train remat policy: full | dots_saveable | ...")
-    p.add_argument("--attention", choices=ATTENTION, default="splash")
+    p.add_argument("--remat", default="full", help="train remat policy: full | dots_saveable | none | ...")
+    p.add_argument("--attention", choices=ATTENTION + tuple(ATTENTION_ALIASES), default="splash")
     p.add_argument("--unrolled", action="store_true", help="unrolled layers instead of nn.scan")
-    p.set_defaults(func=run)
+    p.add_argument("--dtype", default="bfloat16", help="train: compute dtype (TrainConfig.dtype)")
+    p.add_argument("--matmul-dtype", default=None, help="train: execution.matmul_dtype (float32 | bfloat16)")
+    p.add_argument("--steps", type=int, default=50, help="sample: denoising steps")
+    p.add_argument("--config", default=None, help="train: a `cogvideox-jax train` config file as the base")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="train: TrainConfig overrides, applied after the flags (e.g. optimizer.grad_accum_steps=2)")
+    p.add_argument("--estimate-time", action="store_true",
+                   help="also estimate the step time from XLA's cost model (two more compiles: 1 and 2 unrolled "
+                        "layers, extrapolated to the full depth; splash kernels at peak) and the MFU it implies")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON line as well")
+    p.set_defaults(run=run)
     return p
 
 
 def job_from_args(args) -> AOTJob:
     return AOTJob(job=args.job, variant=args.variant, topology=args.topology, mesh=args.mesh, frames=args.frames,
                   height=args.height, width=args.width, batch=args.batch, sequence_parallel=args.sequence_parallel,
-                  remat=args.remat, attention=args.attention, scan_layers=not args.unrolled)
+                  remat=args.remat, attention=args.attention, scan_layers=not args.unrolled, dtype=args.dtype,
+                  matmul_dtype=args.matmul_dtype, steps=args.steps, config=args.config,
+                  overrides=tuple(args.overrides))
 
 
 def run(args) -> int:
-    report = compile_job(job_from_args(args))
-    print(report.summary_line())
+    try:
+        job = job_from_args(args)
+        report = compile_job(job)
+        if getattr(args, "estimate_time", False):
+            est = estimate_step_seconds(job)
+            report.step_seconds_estimate = est["seconds"]
+            if "note" in est:
+                print(f"cogvideox-jax aot: {est['note']}", file=sys.stderr, flush=True)
+    except LibTPUMissing as e:
+        print(f"cogvideox-jax aot: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    print(report.summary_line(), flush=True)
+    if getattr(args, "json", False):
+        import json
+
+        print("JSON " + json.dumps(report.as_dict()), flush=True)
     return 0
 
 
@@ -409,7 +475,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="cogvideox-jax")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -130,9 +130,11 @@ def _dtype(name: str):
     return jnp.dtype(name)
 
 
-def build_model(cfg, init=None) -> ModelSpec:
+def build_model(cfg, init=None, mesh=None) -> ModelSpec:
     """The module + input description for ``cfg.model``; with ``init`` (``train/init_source.py``) the
-    transformer of the init weights' config (a named preset must agree with it)."""
+    transformer of the init weights' config (a named preset must agree with it). ``mesh``: the mesh the
+    model runs on, given to the transformer (its sequence-parallel attention, ``execution.sequence_parallel``,
+    runs in ``shard_map`` over it)."""
     dtype, param_dtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
     execution = cfg.execution.overrides()
     if init is not None:
@@ -141,7 +143,7 @@ def build_model(cfg, init=None) -> ModelSpec:
 
         config = transformer_config(init, execution)
         check_preset(cfg.model, config, init)
-        return spec_for_transformer(CogVideoXTransformer3D(config, dtype=dtype, param_dtype=param_dtype))
+        return spec_for_transformer(CogVideoXTransformer3D(config, dtype=dtype, param_dtype=param_dtype, mesh=mesh))
     if cfg.model == "auto":
         raise ValueError("model='auto' takes the transformer's architecture from init_from (--init PATH); none given")
     if cfg.model == "standin":
@@ -149,18 +151,19 @@ def build_model(cfg, init=None) -> ModelSpec:
             raise ValueError(f"execution options {sorted(execution)} apply to transformer presets, not model='standin'")
         m = StandInVideoModel(dtype=dtype, param_dtype=param_dtype)
         return ModelSpec(m, m.channels, m.text_dim, m.patch, 1, m.layers, m.dim, 2, m.dim)
-    return _build_transformer(cfg.model, dtype, param_dtype, execution)
+    return _build_transformer(cfg.model, dtype, param_dtype, execution, mesh)
 
 
-def _build_transformer(name: str, dtype, param_dtype, execution: dict) -> ModelSpec:
+def _build_transformer(name: str, dtype, param_dtype, execution: dict, mesh=None) -> ModelSpec:
     """A ``configs/transformer.py`` preset (``cogvideox-2b``, ``cogvideox-5b``, ``cogvideox1.5-5b``,
     ``tiny-2b``, ``tiny-5b``, …) as ``CogVideoXTransformer3D``, with ``execution`` (``TransformerConfig``
-    field values: scan, remat, attention backend, matmul dtype) replacing the preset's."""
+    field values: scan, remat, attention backend, matmul dtype, sequence parallelism) replacing the
+    preset's."""
     from configs.transformer import get_preset
     from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
 
     config = get_preset(name).replace(**execution)
-    return spec_for_transformer(CogVideoXTransformer3D(config, dtype=dtype, param_dtype=param_dtype))
+    return spec_for_transformer(CogVideoXTransformer3D(config, dtype=dtype, param_dtype=param_dtype, mesh=mesh))
 
 
 def spec_for_transformer(module) -> ModelSpec:
@@ -191,8 +194,12 @@ def _init_inputs(spec: ModelSpec, latent_shape, text_shape):
 def abstract_boxed_params(spec: ModelSpec, latent_shape, text_shape):
     """``jax.eval_shape`` of init (boxed, with logical names); ``latent_shape`` is the video latents'
     (an I2V model's input has twice the channels)."""
-    args = _init_inputs(spec, latent_shape, text_shape)
-    return jax.eval_shape(lambda k: spec.module.init(k, *args, **spec.call_kwargs()), jax.random.PRNGKey(0))["params"]
+    def init(*args):  # traced: no array is made (it may run under a mesh of abstract devices: tpu_aot)
+        return spec.module.init(jax.random.PRNGKey(0), *args, **spec.call_kwargs())
+
+    args = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                                  jax.eval_shape(lambda: _init_inputs(spec, latent_shape, text_shape)))
+    return jax.eval_shape(init, *args)["params"]
 
 
 def init_params(spec: ModelSpec, key, latent_shape, text_shape):

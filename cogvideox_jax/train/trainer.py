@@ -123,7 +123,7 @@ class Trainer:
         if model_spec is not None and cfg.execution.overrides():
             raise ValueError(f"execution options {sorted(cfg.execution.overrides())} apply to the model built from "
                              "cfg.model; this Trainer was given a model_spec: set them on its TransformerConfig")
-        self.spec = model_spec or build_model(cfg, self.init)
+        self.spec = model_spec or build_model(cfg, self.init, mesh=self.mesh)
         if cfg.caption_contrast_weight > 0 and data_factory is None and cfg.data.kind != "precomputed":
             raise ValueError("caption_contrast_weight > 0 needs data.kind='precomputed' (with contrast_text_emb.npy) "
                              f"or a data_factory whose batches carry swapped captions; got {cfg.data.kind!r}")
@@ -188,7 +188,7 @@ class Trainer:
         if self.cfg.init_lora:
             from cogvideox_jax.convert.lora_files import lora_tree_from_file
 
-            lora_host = lora_tree_from_file(self.cfg.init_lora, lora_host, self.lora_scale)
+            lora_host = lora_tree_from_file(paths.localize(self.cfg.init_lora), lora_host, self.lora_scale)
         return lora_host, lora_lib.lora_shardings(lora_host, base_sh, self.mesh)
 
     def _set_state_shardings(self, state, trainable_sh, frozen_sh):
@@ -271,7 +271,12 @@ class Trainer:
             data = FirstLatentFrameImages(data)
         if data_state and data_state.get("stage") == index and "iter" in data_state:
             data.set_state(data_state["iter"])
-        opts = StepOptions(self.alphas_cumprod, text_dropout=cfg.text_dropout,
+        return _Stage(index, start, self.make_step(), data, (cfg.batch_size, *lat), (cfg.batch_size, *txt))
+
+    def step_options(self) -> StepOptions:
+        """What the jitted step does besides the model (``train_step.StepOptions``), from the config."""
+        cfg = self.cfg
+        return StepOptions(self.alphas_cumprod, text_dropout=cfg.text_dropout,
                            explicit_uniform=cfg.explicit_uniform_sampling,
                            timestep_probabilities=self.timestep_probabilities,
                            grad_accum_steps=cfg.optimizer.grad_accum_steps, ema_decay=cfg.ema_decay,
@@ -285,12 +290,50 @@ class Trainer:
                            caption_contrast_sharpness=cfg.caption_contrast_sharpness,
                            caption_contrast_start_step=cfg.caption_contrast_start_step,
                            patch_size_t=self.spec.patch_size_t)
-        ndims = {"latents": 5, self.spec.text_key: 1 + len(txt),
-                 **({f"contrast_{self.spec.text_key}": 1 + len(txt)} if cfg.caption_contrast_weight > 0 else {}),
-                 **({"image_latents": 5} if self.spec.image_conditioned else {})}
-        step_fn = make_train_step(self.spec.module, self.optimizer, self.schedule, opts, self.mesh,
-                                  self.state_shardings, batch_ndims=ndims)
-        return _Stage(index, start, step_fn, data, (cfg.batch_size, *lat), (cfg.batch_size, *txt))
+
+    def batch_ndims(self) -> dict:
+        """Rank of every array a batch carries (their batch dimension is sharded over data / fsdp)."""
+        txt = 1 + len(self.spec.text_shape(self.cfg.text_len))
+        return {"latents": 5, self.spec.text_key: txt,
+                **({f"contrast_{self.spec.text_key}": txt} if self.cfg.caption_contrast_weight > 0 else {}),
+                **({"image_latents": 5} if self.spec.image_conditioned else {})}
+
+    def make_step(self):
+        """The jitted ``step(state, batch) -> (state, metrics)`` on this trainer's mesh, with its state
+        shardings (``build_state`` / ``restore`` / ``abstract_step`` set them): what ``fit`` runs."""
+        if self.state_shardings is None:
+            raise RuntimeError("make_step needs the state's shardings: build_state(), restore() or abstract_step() first")
+        return make_train_step(self.spec.module, self.optimizer, self.schedule, self.step_options(), self.mesh,
+                               self.state_shardings, batch_ndims=self.batch_ndims())
+
+    def abstract_step(self, stage_index: int = 0):
+        """``(step, abstract state, abstract batch)`` of stage ``stage_index`` without allocating or reading
+        any weights (a LoRA run's frozen base abstract too): ``step.jitted.lower(state, batch)`` under
+        ``jax.set_mesh(self.mesh)`` is the program ``fit`` runs (``cogvideox-jax aot --job train`` compiles
+        it for TPU topologies)."""
+        if self.cfg.lora:
+            boxed, base_sh = self._param_plan()
+            lora_host, lora_sh = self._lora_plan(boxed, base_sh)
+            trainable = abstract_with_shardings(lora_host, lora_sh)
+            frozen = abstract_with_shardings(_shape_tree(boxed), base_sh)
+            abstract = jax.eval_shape(lambda t, f: create_train_state(
+                t, self.optimizer, jnp.zeros((2,), jnp.uint32), frozen=f, use_ema=self.cfg.ema_decay > 0),
+                trainable, frozen)
+            self._set_state_shardings(abstract, lora_sh, base_sh)
+            abstract = abstract_with_shardings(abstract, self.state_shardings)
+        else:
+            abstract, _, _ = self._abstract_state()
+        step = self.make_step()
+        lat, txt = self._shapes(self.cfg.stages[stage_index])
+        b = self.cfg.batch_size
+        shapes = {"latents": (b, *lat), self.spec.text_key: (b, *txt)}
+        if self.cfg.caption_contrast_weight > 0:
+            shapes[f"contrast_{self.spec.text_key}"] = (b, *txt)
+        if self.spec.image_conditioned:
+            shapes["image_latents"] = (b, 1, *lat[1:])
+        batch = {k: jax.ShapeDtypeStruct(shape, jnp.float32, sharding=step.batch_shardings[k])
+                 for k, shape in shapes.items()}
+        return step, abstract, batch
 
     def _data_cfg(self):
         """``cfg`` as the data sources read it: the run's pipeline (``--init``'s) encodes videos, and data

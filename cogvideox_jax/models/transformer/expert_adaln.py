@@ -7,7 +7,12 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cogvideox_jax.parallel.logical_axes import logical_init
+from cogvideox_jax.parallel.logical_axes import constrain, logical_init
+
+# the modulation (B, k·D) split over the batch like the activations it scales, its features whole: as
+# the (FSDP-sharded) kernel's output it would be split over fsdp / sequence, and its k chunks of D cut
+# across those shards (the partitioner then replicates and re-splits it every block)
+_MOD = ("activation_batch", "activation_embed")
 
 
 def layer_norm(name: str, eps: float, dtype, param_dtype, axis_name: str = "norm"):
@@ -29,6 +34,7 @@ class ExpertAdaLayerNormZero(nn.Module):
         mod = nn.Dense(6 * self.dim, dtype=self.dtype, param_dtype=self.param_dtype, name="linear",
                        kernel_init=logical_init(nn.initializers.zeros, ("time_embed", "embed")),
                        bias_init=logical_init(nn.initializers.zeros, ("embed",)))(nn.silu(temb))
+        mod = constrain(mod, _MOD)
         shift, scale, gate, t_shift, t_scale, t_gate = jnp.split(mod[:, None, :], 6, axis=-1)
         norm = layer_norm("norm", self.eps, self.dtype, self.param_dtype)
         video = norm(video) * (1 + scale) + shift
@@ -49,5 +55,5 @@ class AdaLayerNormOut(nn.Module):
         mod = nn.Dense(2 * self.dim, dtype=self.dtype, param_dtype=self.param_dtype, name="linear",
                        kernel_init=logical_init(nn.initializers.zeros, ("time_embed", "embed")),
                        bias_init=logical_init(nn.initializers.zeros, ("embed",)))(nn.silu(temb))
-        shift, scale = jnp.split(mod[:, None, :], 2, axis=-1)
+        shift, scale = jnp.split(constrain(mod, _MOD)[:, None, :], 2, axis=-1)
         return layer_norm("norm", self.eps, self.dtype, self.param_dtype)(x) * (1 + scale) + shift

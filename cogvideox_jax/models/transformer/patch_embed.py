@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from configs.transformer import TransformerConfig
-from cogvideox_jax.parallel.logical_axes import logical_init
+from cogvideox_jax.parallel.logical_axes import constrain, logical_init
 
 
 def patchify_1_5(x, p: int, pt: int):
@@ -46,6 +46,11 @@ class PatchEmbed(nn.Module):
             if cfg.patch_bias:
                 bias = self.param("proj_bias", logical_init(nn.initializers.zeros, ("embed",)), (d,), self.param_dtype)
                 y = y + bias.astype(self.dtype)
+            # the conv's output (and so its gradient) split over the batch only: left to propagate, the
+            # tokens' sequence split reaches the conv's rows / columns, and XLA's SPMD partitioner then
+            # returns the kernel's gradient doubled (sequence=4 or 8, XLA:CPU, jax 0.10.2); the features
+            # whole, not split like the (FSDP-sharded) kernel and bias
+            y = constrain(y, ("activation_batch", None, None, "activation_embed"))
             video = y.reshape(b, t * (h // p) * (w // p), d)
         else:
             video = nn.Dense(d, dtype=self.dtype, param_dtype=self.param_dtype, name="proj",
