@@ -39,7 +39,7 @@ def compare_params(a: str, b: str) -> bool:
 
 
 def other_files(root: str) -> set[str]:
-    from cogvideox_jax.pipeline.default_model import SKIP  # train-shapes stage bookkeeping
+    from cogvideox_jax.shapes.default_model import SKIP  # train-shapes stage bookkeeping
 
     found = set()
     for d, _, files in os.walk(root):
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     from cogvideox_jax.convert.pipeline_checkpoint import MODEL_COMPONENTS
 
     if args.other is None:
-        from cogvideox_jax.pipeline.default_model import default_checkpoint
+        from cogvideox_jax.shapes.default_model import default_checkpoint
 
         args.other = default_checkpoint()
     ok = all([compare_params(os.path.join(args.checkpoint, c, "params"), os.path.join(args.other, c, "params"))

@@ -24,16 +24,16 @@ PARSER_COMMANDS = {
 }
 # top-level sub-commands whose modules have main(argv): name -> (module, help)
 TOP_ARGV_COMMANDS = {
-    "train-shapes": ("cogvideox_jax.train.shapes_recipe",
+    "train-shapes": ("cogvideox_jax.shapes.recipe",
                      "train the embedded default model end to end (shapes data, T5, VAE, transformer)"),
 }
 # grouped sub-commands whose modules have main(argv): group -> {name: (module, help)}
 ARGV_COMMANDS = {
     "make-dataset": {
-        "shapes": ("cogvideox_jax.data.shapes.make_dataset", "write the synthetic shapes text-video dataset"),
+        "shapes": ("cogvideox_jax.shapes.dataset.make_dataset", "write the synthetic shapes text-video dataset"),
     },
     "eval": {
-        "shapes": ("cogvideox_jax.eval.shapes.evaluator", "prompt adherence of shapes videos (classical vision)"),
+        "shapes": ("cogvideox_jax.shapes.eval.evaluator", "prompt adherence of shapes videos (classical vision)"),
         "vbench": ("cogvideox_jax.eval.vbench.runner", "VBench's five dimensions of the paper's Table 1"),
         "generate": ("cogvideox_jax.eval.vbench.generate", "sample the VBench prompt suites ({prompt}-{i}.mp4)"),
     },

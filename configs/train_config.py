@@ -128,7 +128,7 @@ class TrainConfig:
     image_dropout: float = 0.05      # I2V models: conditioning image zeroed (the reference's 5 %)
     text_len: int = 226
     object_loss_weight: float = 0.0  # > 0: v-loss x (1 + this) on object latent cells (one object on
-    object_threshold: float = 1.5    # a flat background: train/object_loss_weight.py); 0 disables
+    object_threshold: float = 1.5    # a flat background: cogvideox_jax/shapes/object_loss_weight.py); 0 disables
     rollout_fraction: float = 0.0    # > 0: this share of the rows (t >= rollout_min_t) is trained on the
     rollout_max_jump: int = 300      # model's own x0 prediction from up to max_jump timesteps higher,
     rollout_min_t: int = 100         # renoised to t (train/prediction_rollout.py); costs one forward

@@ -122,7 +122,7 @@ PRESETS = {
                                      out_channels=4, time_embed_dim=16, text_embed_dim=32, sample_height=4,
                                      sample_width=6, sample_frames=9, max_text_seq_length=8,
                                      use_rotary_positional_embeddings=True, use_learned_positional_embeddings=True),
-    # the embedded default model (configs/shapes.py): 9x64x64 clips -> 3x8x8x16 latents, 24 text tokens
+    # the embedded default model (cogvideox_jax/shapes/config.py): 9x64x64 clips -> 3x8x8x16 latents, 24 text tokens
     # (trained with bf16-operand matmuls: 1.5x faster on CPUs with AMX / AVX512-BF16; the checkpoint's
     # config.json does not carry the option, so sampling runs in fp32 unless asked)
     "shapes": TransformerConfig(num_attention_heads=6, attention_head_dim=64, num_layers=4, in_channels=16,

@@ -1,4 +1,4 @@
-"""Best-of-N sampling with the model as its own verifier (``pipeline/candidate_selection.py``)."""
+"""Best-of-N sampling with the model as its own verifier (``cogvideox_jax/shapes/candidate_selection.py``)."""
 from __future__ import annotations
 
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cogvideox_jax.pipeline.candidate_selection import (CandidateSelection, best_candidates, caption_losses,
+from cogvideox_jax.shapes.candidate_selection import (CandidateSelection, best_candidates, caption_losses,
                                                         relative_prompt_loss)
 
 AC = jnp.linspace(0.99, 0.05, 1000, dtype=jnp.float32)   # any ᾱ table
@@ -57,13 +57,13 @@ def test_relative_loss_ignores_padding_and_best_candidates_are_prompt_major():
 @pytest.fixture(scope="module")
 def pipe():
     from cogvideox_jax.pipeline.cogvideox_pipeline import CogVideoXPipeline
-    from cogvideox_jax.pipeline.default_model import default_checkpoint
+    from cogvideox_jax.shapes.default_model import default_checkpoint
 
     return CogVideoXPipeline.from_pretrained(default_checkpoint())
 
 
 def test_pipeline_keeps_each_prompts_best_candidate(pipe):
-    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
+    from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
 
     prompts = ["a large red cross moves to the left", "a small blue circle drifting upward"]
     words = ("circle", "cross", "square")
@@ -116,7 +116,7 @@ def test_pipeline_selection_errors(pipe):
 def test_cli_sample_uses_the_checkpoints_candidates_and_turns_them_off_without_a_shape_word(tmp_path, capsys):
     from cogvideox_jax.cli import main
     from cogvideox_jax.data.video_io import read_video_uint8
-    from cogvideox_jax.pipeline.default_model import default_checkpoint, sampling_defaults
+    from cogvideox_jax.shapes.default_model import default_checkpoint, sampling_defaults
 
     assert sampling_defaults(default_checkpoint())["candidates"] > 1
     videos = {}
@@ -134,8 +134,8 @@ def test_selection_on_a_mesh_keeps_the_single_device_candidates(pipe):
     """With the parameters sharded (fsdp) and the candidates' batch split over ``data``, the scoring
     (jitted without shardings) keeps the same candidates: the videos equal single-device sampling's."""
     from cogvideox_jax.pipeline.cogvideox_pipeline import CogVideoXPipeline
-    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
-    from cogvideox_jax.pipeline.default_model import default_checkpoint
+    from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
+    from cogvideox_jax.shapes.default_model import default_checkpoint
 
     prompts = ["a large red cross moves to the left", "a small blue circle drifting upward"]
     sel = CandidateSelection(candidates=2, timesteps=(100, 300), repeats=1)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from configs.train_config import DataConfig, StageConfig
-from cogvideox_jax.data.shapes.swapped_captions import swapped_shape_captions
-from cogvideox_jax.data.shapes.vocabulary import SHAPES
+from cogvideox_jax.shapes.dataset.swapped_captions import swapped_shape_captions
+from cogvideox_jax.shapes.dataset.vocabulary import SHAPES
 from cogvideox_jax.train.caption_contrast import caption_contrast_term
 from cogvideox_jax.train.latent_batches import ArrayLatentBatches
 from cogvideox_jax.train.train_step import StepOptions, make_loss_and_grads

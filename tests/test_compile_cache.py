@@ -82,9 +82,9 @@ def test_progress_under_the_cache_is_stored_and_bit_identical(tmp_path):
     import numpy as np
 
     from cogvideox_jax.pipeline import CogVideoXPipeline
-    from cogvideox_jax.pipeline.candidate_selection import CandidateSelection
-    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
-    from cogvideox_jax.pipeline.default_model import default_checkpoint
+    from cogvideox_jax.shapes.candidate_selection import CandidateSelection
+    from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
+    from cogvideox_jax.shapes.default_model import default_checkpoint
 
     pipe = CogVideoXPipeline.from_pretrained(default_checkpoint())
     p = "a red circle moves to the left"

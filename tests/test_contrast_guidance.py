@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cogvideox_jax.pipeline.cogvideox_pipeline import CogVideoXPipeline
-from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
+from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
 from cogvideox_jax.pipeline.denoise_loop import guided_prediction
 
 SHAPES = ("circle", "square", "cross")
@@ -66,7 +66,7 @@ def test_contrast_batch_is_contrast_major_and_padded_with_the_prompt():
 
 
 def test_pipeline_contrast_guidance_on_the_default_model():
-    from cogvideox_jax.pipeline.default_model import default_checkpoint
+    from cogvideox_jax.shapes.default_model import default_checkpoint
 
     pipe = CogVideoXPipeline.from_pretrained(default_checkpoint())
     prompts = ["a large red cross moves to the left", "a small blue circle drifting upward"]
@@ -85,8 +85,8 @@ def test_pipeline_contrast_guidance_on_the_default_model():
 
 
 def test_shapes_recipe_contrasts_the_datasets_shape_words():
-    from cogvideox_jax.data.shapes.vocabulary import SHAPES as DATASET_SHAPES
-    from configs.shapes import SamplingConfig
+    from cogvideox_jax.shapes.dataset.vocabulary import SHAPES as DATASET_SHAPES
+    from cogvideox_jax.shapes.config import SamplingConfig
 
     assert sorted(SamplingConfig().contrast_words) == sorted(DATASET_SHAPES)
 
@@ -94,7 +94,7 @@ def test_shapes_recipe_contrasts_the_datasets_shape_words():
 def test_cli_sample_applies_the_checkpoints_contrast_guidance(tmp_path):
     from cogvideox_jax.cli import main
     from cogvideox_jax.data.video_io import read_video_uint8
-    from cogvideox_jax.pipeline.default_model import default_checkpoint, sampling_defaults
+    from cogvideox_jax.shapes.default_model import default_checkpoint, sampling_defaults
 
     assert sampling_defaults(default_checkpoint())["contrast_scale"] > 0
     base = ["sample", "--prompt", "a large red cross moves to the left", "--steps", "3"]

@@ -1,12 +1,12 @@
 """The shipped default model (``cogvideox_jax/default_model/shapes``, trained by ``train-shapes``):
 it loads on a fresh install and samples a video from a prompt through the CLI with no checkpoint
 argument, and gives the video it gave when it shipped. (Its prompt adherence is measured by
-``train-shapes``' eval stage and reported in docs/shapes_model.md, not asserted here.)"""
+``train-shapes``' eval stage and reported in cogvideox_jax/shapes/README.md, not asserted here.)"""
 from __future__ import annotations
 
 import os
 
-from cogvideox_jax.pipeline.default_model import default_checkpoint, sampling_defaults
+from cogvideox_jax.shapes.default_model import default_checkpoint, sampling_defaults
 
 
 def test_default_model_is_packaged_and_small():
@@ -61,7 +61,7 @@ def test_packaged_sampling_settings_are_the_recipes():
     import dataclasses
     import json
 
-    from configs.shapes import get_config
+    from cogvideox_jax.shapes.config import get_config
 
     recipe = json.loads(json.dumps(dataclasses.asdict(get_config().sampling)))
     assert sampling_defaults(default_checkpoint()) == recipe

@@ -9,7 +9,7 @@ import pytest
 
 from configs.vae import COGVIDEOX_2B, VAEConfig
 from cogvideox_jax.models.vae.latent_scaling import has_offsets, scale_latents, unscale_latents
-from cogvideox_jax.train.shapes_recipe import latent_scaling_fields, vae_with_scaling
+from cogvideox_jax.shapes.recipe import latent_scaling_fields, vae_with_scaling
 
 
 def _latents(seed=0, channels=4):
@@ -82,7 +82,7 @@ def test_pipeline_decodes_through_the_vae_configs_scaling():
 
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
     from cogvideox_jax.pipeline import CogVideoXPipeline
-    from cogvideox_jax.pipeline.default_model import default_checkpoint
+    from cogvideox_jax.shapes.default_model import default_checkpoint
 
     pipe = CogVideoXPipeline.from_pretrained(default_checkpoint())
     vae_params = pipe.components.vae_params

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from cogvideox_jax.data.folder_dataset import read_folder
-from cogvideox_jax.data.shapes.captions import MOTION_PHRASES, TEMPLATES, make_caption, parse_caption, render_caption
-from cogvideox_jax.data.shapes.make_dataset import ShapesConfig, main, make_dataset, split_combinations
-from cogvideox_jax.data.shapes.render import coverage, render_clip, sample_clip_spec
-from cogvideox_jax.data.shapes.vocabulary import BACKGROUNDS, COLORS, DIRECTIONS, SHAPES, SIZES
+from cogvideox_jax.shapes.dataset.captions import MOTION_PHRASES, TEMPLATES, make_caption, parse_caption, render_caption
+from cogvideox_jax.shapes.dataset.make_dataset import ShapesConfig, main, make_dataset, split_combinations
+from cogvideox_jax.shapes.dataset.render import coverage, render_clip, sample_clip_spec
+from cogvideox_jax.shapes.dataset.vocabulary import BACKGROUNDS, COLORS, DIRECTIONS, SHAPES, SIZES
 from cogvideox_jax.data.video_io import read_video, read_video_uint8, write_video
-from cogvideox_jax.eval.shapes.color_masks import srgb_to_lab
+from cogvideox_jax.shapes.eval.color_masks import srgb_to_lab
 
 LUMA = np.array([0.299, 0.587, 0.114])
 

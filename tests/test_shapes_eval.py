@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from cogvideox_jax.data.shapes.make_dataset import ShapesConfig, make_dataset
-from cogvideox_jax.data.shapes.render import coverage, render_clip, sample_clip_spec
-from cogvideox_jax.data.shapes.vocabulary import COLORS, DIRECTIONS, SHAPES
+from cogvideox_jax.shapes.dataset.make_dataset import ShapesConfig, make_dataset
+from cogvideox_jax.shapes.dataset.render import coverage, render_clip, sample_clip_spec
+from cogvideox_jax.shapes.dataset.vocabulary import COLORS, DIRECTIONS, SHAPES
 from cogvideox_jax.data.video_io import read_video, read_video_uint8
-from cogvideox_jax.eval.shapes.evaluator import evaluate_arrays, evaluate_folder, evaluate_video, main
-from cogvideox_jax.eval.shapes.psnr import psnr
-from cogvideox_jax.eval.shapes.shape_moments import classify_shape, mask_features
-from cogvideox_jax.eval.shapes.shape_templates import classify_by_template
+from cogvideox_jax.shapes.eval.evaluator import evaluate_arrays, evaluate_folder, evaluate_video, main
+from cogvideox_jax.shapes.eval.psnr import psnr
+from cogvideox_jax.shapes.eval.shape_moments import classify_shape, mask_features
+from cogvideox_jax.shapes.eval.shape_templates import classify_by_template
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up", "still": "left"}
 
@@ -140,7 +140,7 @@ def test_evaluate_arrays_model_range():
 
 def test_robust_to_noise_and_blur(dataset, evaluated):
     """Model samples are blurrier and noisier than the ground truth: the verdicts must survive that."""
-    from cogvideox_jax.eval.shapes.report import format_report
+    from cogvideox_jax.shapes.eval.report import format_report
 
     records, _ = evaluated["train"]
     rng = np.random.default_rng(0)

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs.shapes import DatasetConfig, EvalConfig, SamplingConfig, VAEPhase, get_config
+from cogvideox_jax.shapes.config import DatasetConfig, EvalConfig, SamplingConfig, VAEPhase, get_config
 from configs.train_config import StageConfig
 from configs.vae import VAEConfig
 
@@ -48,7 +48,7 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     from cogvideox_jax.cli import main as cli_main
     from cogvideox_jax.convert.params_checkpoint import restore_params
     from cogvideox_jax.data.video_io import read_video_uint8
-    from cogvideox_jax.train.shapes_recipe import STAGES, run
+    from cogvideox_jax.shapes.recipe import STAGES, run
 
     work = str(tmp_path / "work")
     timings = run(_toy_recipe(), work, progress=False)
@@ -85,7 +85,7 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert summary["ground_truth_heldout"]["accuracy"]["color"] == 1.0
 
     # the evaluation also samples training captions (the generalization gap), and says which split
-    from cogvideox_jax.train.shapes_recipe import stage_eval
+    from cogvideox_jax.shapes.recipe import stage_eval
 
     toy = _toy_recipe()
     paths = {s: os.path.join(work, s) for s in STAGES}
@@ -153,7 +153,7 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     # ships that T5 (the stages before the transformer's are reused from the run above); this run also
     # adds the caption-contrastive term, on the latents stage's swapped-caption token ids, and skips
     # the fine-tune stage (0 steps: the transformer stage's weights passed on)
-    from cogvideox_jax.data.shapes.swapped_captions import swapped_shape_captions
+    from cogvideox_jax.shapes.dataset.swapped_captions import swapped_shape_captions
     from cogvideox_jax.models.t5.prompt_encoding import load_tokenizer, tokenize_prompts
 
     ids = np.load(os.path.join(work, "latents", "text_ids.npy"))
@@ -192,7 +192,7 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
 
 def test_stage_keys_follow_the_settings_each_stage_reads():
     from configs.train_config import apply_overrides
-    from cogvideox_jax.train.shapes_stage_folders import STAGES, stage_record
+    from cogvideox_jax.shapes.stage_folders import STAGES, stage_record
 
     def keys(recipe):
         out = {}
@@ -230,7 +230,7 @@ def test_stage_keys_follow_the_settings_each_stage_reads():
 
 
 def test_an_interrupted_stage_resumes_only_under_its_key(tmp_path):
-    from cogvideox_jax.train.shapes_stage_folders import SETTINGS, prepare_stage, stage_record
+    from cogvideox_jax.shapes.stage_folders import SETTINGS, prepare_stage, stage_record
 
     recipe = get_config()
     keys = {"latents": "0123456789abcdef"}
@@ -249,7 +249,7 @@ def test_an_interrupted_stage_resumes_only_under_its_key(tmp_path):
 
 def test_eval_split_and_execution_are_checked_before_any_stage_runs(tmp_path):
     from configs.train_config import apply_overrides
-    from cogvideox_jax.train.shapes_recipe import run
+    from cogvideox_jax.shapes.recipe import run
 
     work = tmp_path / "work"
     with pytest.raises(ValueError, match="num_prompts"):
@@ -267,7 +267,7 @@ def test_eval_split_and_execution_are_checked_before_any_stage_runs(tmp_path):
 
 def test_install_default_model_copies_a_checkpoint(tmp_path):
     from cogvideox_jax.convert.errors import CheckpointFormatError
-    from cogvideox_jax.pipeline.default_model import install_default_model
+    from cogvideox_jax.shapes.default_model import install_default_model
 
     src = tmp_path / "ck"
     src.mkdir()
@@ -286,7 +286,7 @@ def test_install_default_model_copies_a_checkpoint(tmp_path):
 
 
 def test_a_resumed_stage_counts_the_time_before_its_interruption(tmp_path):
-    from cogvideox_jax.train.shapes_stage_folders import ATTEMPT, seconds_before_interruption
+    from cogvideox_jax.shapes.stage_folders import ATTEMPT, seconds_before_interruption
 
     path = tmp_path / "transformer"
     started = 1_000_000.0

@@ -132,7 +132,7 @@ def test_config_overrides():
 
 
 def test_object_loss_weights_mark_the_object_cells():
-    from cogvideox_jax.train.object_loss_weight import object_loss_weights
+    from cogvideox_jax.shapes.object_loss_weight import object_loss_weights
 
     rng = np.random.default_rng(0)
     bg = rng.normal(size=(2, 3, 1, 1, 4)).astype(np.float32)           # per clip, frame, channel

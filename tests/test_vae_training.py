@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.shapes import VAEPhase, VAETrainConfig
+from cogvideox_jax.shapes.config import VAEPhase, VAETrainConfig
 from configs.vae import VAEConfig
 from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
 from cogvideox_jax.train.vae_objective import VAELossWeights, foreground_weights, vae_loss

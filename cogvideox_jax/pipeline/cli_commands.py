@@ -185,10 +185,10 @@ def run_sample(args) -> int:
 def _run_sample(args) -> int:
     from cogvideox_jax.convert.errors import CheckpointFormatError
     from cogvideox_jax.pipeline import CogVideoXPipeline
-    from cogvideox_jax.pipeline.candidate_selection import CandidateSelection, selection_from_settings
+    from cogvideox_jax.shapes.candidate_selection import CandidateSelection, selection_from_settings
     from cogvideox_jax.pipeline.components import local_pipeline
-    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
-    from cogvideox_jax.pipeline.default_model import default_checkpoint, sampling_defaults
+    from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
+    from cogvideox_jax.shapes.default_model import default_checkpoint, sampling_defaults
 
     # every check that needs no weights comes before the (long) load
     if args.prompts_file is None:

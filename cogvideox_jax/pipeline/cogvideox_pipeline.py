@@ -33,7 +33,7 @@ from cogvideox_jax.models.vae.latent_scaling import scale_latents, unscale_laten
 from cogvideox_jax.models.vae.posterior import DiagonalGaussian
 from cogvideox_jax.models.vae.tiling import TilingConfig, tiled_decode, tiled_encode_moments
 from cogvideox_jax.pipeline import components as comp
-from cogvideox_jax.pipeline.candidate_selection import (CandidateSelection, best_candidates, caption_losses,
+from cogvideox_jax.shapes.candidate_selection import (CandidateSelection, best_candidates, caption_losses,
                                                         relative_prompt_loss)
 from cogvideox_jax.pipeline.denoise_loop import denoise, denoise_step
 from cogvideox_jax.pipeline.frame_rules import plan_frames, plan_video_frames

@@ -47,7 +47,7 @@ def velocity_target(x0, noise, alphas_cumprod_t):
 def v_prediction_loss(v_pred, x0, noise, alphas_cumprod_t, per_example: bool = False, weights=None):
     """MSE between the predicted and the true velocity, in float32; mean over all elements
     (``per_example``: mean over non-batch dims, shape (B,)). ``weights``: optional per-element weights
-    broadcasting against ``x0`` (e.g. ``train/object_loss_weight.py``), applied before the mean."""
+    broadcasting against ``x0`` (e.g. ``cogvideox_jax/shapes/object_loss_weight.py``), applied before the mean."""
     v = velocity_target(x0.astype(jnp.float32), noise.astype(jnp.float32), alphas_cumprod_t.astype(jnp.float32))
     err = jnp.square(v_pred.astype(jnp.float32) - v)
     if weights is not None:

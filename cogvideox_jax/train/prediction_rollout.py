@@ -3,7 +3,7 @@
 In training, ``x_t`` is always a clean clip plus noise, so near the data the network learns to keep
 whatever outline ``x_t`` shows. In sampling, ``x_t`` comes from the network's own earlier steps; if
 those rounded an outline off (the mean over what mid-level noise leaves undecided), the later
-steps keep the rounded outline, whatever the caption names (docs/shapes_model.md: one-step predictions from t = 400 come out round for nearly every caption). This module
+steps keep the rounded outline, whatever the caption names (cogvideox_jax/shapes/README.md: one-step predictions from t = 400 come out round for nearly every caption). This module
 builds, for a fraction of the batch rows, the input the sampler would hand the network:
 
 1. noise the clean latent ``x0`` to a higher timestep ``s = t + jump`` (jump uniform in

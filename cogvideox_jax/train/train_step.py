@@ -26,7 +26,7 @@ from cogvideox_jax.train.diffusion_loss import add_noise, v_prediction_loss
 from cogvideox_jax.train.ema import update_ema
 from cogvideox_jax.train.i2v_conditioning import drop_images, i2v_model_input
 from cogvideox_jax.train.latent_frame_padding import pad_latent_frames
-from cogvideox_jax.train.object_loss_weight import object_loss_weights
+from cogvideox_jax.shapes.object_loss_weight import object_loss_weights
 from cogvideox_jax.train.prediction_rollout import rolled_inputs, rollout_draws
 from cogvideox_jax.train.text_dropout import drop_text, text_keep_mask
 from cogvideox_jax.train.timestep_density import sample_timesteps
@@ -48,7 +48,7 @@ class StepOptions:
     image_dropout: float | None = None    # set → image-to-video: batches carry "image_latents" (B,1,h,w,C)
     ofs: float | None = None              # CogVideoX 1.5-I2V's ofs embedding input (2.0)
     object_loss_weight: float = 0.0       # > 0: extra v-loss weight on object latent cells
-    object_threshold: float = 1.5         # (train/object_loss_weight.py)
+    object_threshold: float = 1.5         # (cogvideox_jax/shapes/object_loss_weight.py)
     rollout_fraction: float = 0.0         # > 0: rows trained on the model's own prediction
     rollout_max_jump: int = 300           # (train/prediction_rollout.py)
     rollout_min_t: int = 100

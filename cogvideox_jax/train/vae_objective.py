@@ -11,7 +11,7 @@ transformer sees (latents scaled to unit std). The encoder cannot escape it by s
 to reconstruct through it, what the decoder needs (an object's outline, not only its presence and
 color) must stand out of that noise. The aim was to give an outline a larger share of the diffusion
 model's loss; on the shapes data (0.5) it raised the latent shape contrast 1.3-1.6x and did not help
-the transformer draw shapes (docs/shapes_model.md).
+the transformer draw shapes (cogvideox_jax/shapes/README.md).
 
 ``mean_w`` is a pixel-weighted mean: with ``foreground > 0`` the pixels that differ from their clip's
 background (the per-clip, per-channel median color) weigh ``1 + foreground``. Clips of small objects

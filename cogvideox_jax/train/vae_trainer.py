@@ -105,7 +105,7 @@ def reconstruct(vae, params, clips: np.ndarray, batch_size: int = 4, frame_batch
 
 def train_vae(vae, cfg, train_clips: np.ndarray, *, mesh: str = "data=-1", log_path: str | None = None,
               progress: bool = True, init_params=None, checkpoint_dir: str | None = None):
-    """Train ``vae`` (a Linen ``AutoencoderKLCogVideoX``) with ``cfg`` (``configs.shapes.VAETrainConfig``)
+    """Train ``vae`` (a Linen ``AutoencoderKLCogVideoX``) with ``cfg`` (``cogvideox_jax.shapes.config.VAETrainConfig``)
     on ``mesh`` (built over the largest number of local devices that divides every phase's batch),
     from a random init or from ``init_params`` (e.g. a decoder fine-tune: phases with
     ``train_encoder=False``).

@@ -7,7 +7,7 @@
 
 The CogVideoX references use ``scaling_factor`` only, so their configs (``latents_mean`` etc. None)
 give exactly the reference's ``z · s`` / ``z / s``. The per-channel form is for VAEs whose channels
-have offsets and spreads of their own (the embedded shapes model: ``configs/shapes.py``). Channels
+have offsets and spreads of their own (the embedded shapes model: ``cogvideox_jax/shapes/config.py``). Channels
 are the last axis (``(B, t, h, w, C)``); works on numpy and jax arrays, inside ``jit`` too.
 1.5-I2V's ``invert_scale_latents`` quirk (image latents divided by s) stays with its caller.
 """

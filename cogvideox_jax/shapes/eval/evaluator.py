@@ -14,16 +14,16 @@ from collections import Counter
 
 import numpy as np
 
-from cogvideox_jax.data.shapes.captions import parse_caption
-from cogvideox_jax.data.shapes.render import shape_polygon
-from cogvideox_jax.data.shapes.vocabulary import SHAPES, SIZE_RADIUS_64
-from cogvideox_jax.eval.shapes.color_masks import (as_float255, estimate_background, foreground_masks,
+from cogvideox_jax.shapes.dataset.captions import parse_caption
+from cogvideox_jax.shapes.dataset.render import shape_polygon
+from cogvideox_jax.shapes.dataset.vocabulary import SHAPES, SIZE_RADIUS_64
+from cogvideox_jax.shapes.eval.color_masks import (as_float255, estimate_background, foreground_masks,
                                                    frame_colors, name_color, object_alpha)
-from cogvideox_jax.eval.shapes.psnr import psnr
-from cogvideox_jax.eval.shapes.report import ATTRIBUTES, aggregate, format_report
-from cogvideox_jax.eval.shapes.shape_moments import classify_shape
-from cogvideox_jax.eval.shapes.shape_templates import classify_by_template
-from cogvideox_jax.eval.shapes.tracks import centroid_track, motion_direction, net_displacement, temporal_consistency
+from cogvideox_jax.shapes.eval.psnr import psnr
+from cogvideox_jax.shapes.eval.report import ATTRIBUTES, aggregate, format_report
+from cogvideox_jax.shapes.eval.shape_moments import classify_shape
+from cogvideox_jax.shapes.eval.shape_templates import classify_by_template
+from cogvideox_jax.shapes.eval.tracks import centroid_track, motion_direction, net_displacement, temporal_consistency
 
 
 def size_threshold_64() -> float:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cogvideox_jax.eval.shapes.shape_moments import MIN_AREA
+from cogvideox_jax.shapes.eval.shape_moments import MIN_AREA
 
 
 def centroid_track(masks: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ the same prompt naming another value of one attribute::
 where ``c_k`` are the contrast prompts. Classifier-free guidance alone amplifies everything the
 prompt adds over the empty prompt (color, motion, presence of an object); the contrast term
 amplifies only what tells the named value apart from its alternatives (the outline, for shape
-words), which is the part a model learns last (docs/shapes_model.md).
+words), which is the part a model learns last (cogvideox_jax/shapes/README.md).
 
 ``contrast_prompts("a red circle moves left", [("circle", "square", "star")])``
 → ``["a red square moves left", "a red star moves left"]``.

@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from cogvideox_jax.train.shapes_stage_folders import (ATTEMPT, CHECKPOINTED_STAGES, STAGES, TRAINED_T5, mark_done,
+from cogvideox_jax.shapes.stage_folders import (ATTEMPT, CHECKPOINTED_STAGES, STAGES, TRAINED_T5, mark_done,
                                                     prepare_stage, seconds_before_interruption, stage_record,
                                                     up_to_date, write_record)
 
@@ -66,7 +66,7 @@ def t5_config_json(cfg) -> dict:
 
 # ------------------------------------------------------------------------------------------ stages
 def stage_dataset(recipe, out: str) -> dict:
-    from cogvideox_jax.data.shapes.make_dataset import ShapesConfig, make_dataset
+    from cogvideox_jax.shapes.dataset.make_dataset import ShapesConfig, make_dataset
 
     d = recipe.dataset
     summary = make_dataset(out, ShapesConfig(num_train=d.num_train, num_heldout=d.num_heldout,
@@ -113,7 +113,7 @@ def stage_vae(recipe, out: str, dataset: str, progress: bool, init_dir: str | No
     """Train the VAE with ``recipe.vae_train``, or (``init_dir``: the ``vae/`` stage) fine-tune that
     VAE's decoder with ``recipe.vae_decoder_train``."""
     from cogvideox_jax.convert.params_checkpoint import restore_params
-    from cogvideox_jax.eval.shapes.psnr import psnr
+    from cogvideox_jax.shapes.eval.psnr import psnr
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
     from cogvideox_jax.train.vae_trainer import load_clips, reconstruct, save_vae, train_vae
 
@@ -138,7 +138,7 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
 
     from cogvideox_jax.compiler_options import memory_optimized
     from cogvideox_jax.convert.params_checkpoint import restore_params
-    from cogvideox_jax.data.shapes.swapped_captions import swapped_shape_captions
+    from cogvideox_jax.shapes.dataset.swapped_captions import swapped_shape_captions
     from cogvideox_jax.models.t5.prompt_encoding import encode_prompts_jit, load_tokenizer, tokenize_prompts
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
     from cogvideox_jax.models.vae.latent_scaling import scale_latents
@@ -242,7 +242,7 @@ def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True)
 def stage_transformer_finetune(recipe, out: str, transformer_dir: str, latents_dir: str,
                                progress: bool = True) -> dict:
     """``recipe.transformer_finetune`` from the transformer stage's weights (its EMA): a short run at
-    a lower learning rate with the caption-contrastive term (``configs/shapes.py``). With 0 steps it
+    a lower learning rate with the caption-contrastive term (``cogvideox_jax/shapes/config.py``). With 0 steps it
     passes the transformer stage's weights on unchanged."""
     from cogvideox_jax.convert.params_checkpoint import restore_params
 
@@ -309,7 +309,7 @@ def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: in
 
     from cogvideox_jax.data.video_io import write_video
     from cogvideox_jax.pipeline import CogVideoXPipeline
-    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
+    from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
 
     pipe = CogVideoXPipeline.from_pretrained(checkpoint)
     os.makedirs(os.path.join(out, "videos"), exist_ok=True)
@@ -338,7 +338,7 @@ def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: in
 def _write_strip(samples: str, path: str, rows: int) -> None:
     """Frame strip of the first ``rows`` samples (the README picture)."""
     from cogvideox_jax.data.video_io import read_video_uint8
-    from cogvideox_jax.eval.shapes.frame_strip import write_frame_strip
+    from cogvideox_jax.shapes.eval.frame_strip import write_frame_strip
 
     with open(os.path.join(samples, "metadata.jsonl"), encoding="utf-8") as f:
         meta = [json.loads(line) for line in f if line.strip()][:rows]
@@ -349,10 +349,10 @@ def _write_strip(samples: str, path: str, rows: int) -> None:
 
 def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
     from cogvideox_jax.convert.params_checkpoint import restore_params
-    from cogvideox_jax.eval.shapes.evaluator import evaluate_folder
-    from cogvideox_jax.eval.shapes.psnr import psnr
+    from cogvideox_jax.shapes.eval.evaluator import evaluate_folder
+    from cogvideox_jax.shapes.eval.psnr import psnr
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
-    from cogvideox_jax.pipeline.candidate_selection import selection_from_settings
+    from cogvideox_jax.shapes.candidate_selection import selection_from_settings
     from cogvideox_jax.train.vae_trainer import load_clips, reconstruct
 
     ev = recipe.evaluation
@@ -454,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from configs.shapes import get_config
+    from cogvideox_jax.shapes.config import get_config
     from configs.train_config import apply_overrides
 
     args = build_parser().parse_args(argv)
@@ -462,7 +462,7 @@ def main(argv: list[str]) -> int:
     timings = run(recipe, args.workdir, args.stop_after, progress=not args.no_progress)
     print(json.dumps(timings, indent=1))
     if args.install:
-        from cogvideox_jax.pipeline.default_model import install_default_model
+        from cogvideox_jax.shapes.default_model import install_default_model
 
         print(f"installed the default model into {install_default_model(os.path.join(args.workdir, 'checkpoint'))}")
     return 0

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cogvideox_jax.data.shapes.captions import make_caption
-from cogvideox_jax.data.shapes.render import render_clip, sample_clip_spec
-from cogvideox_jax.data.shapes.vocabulary import BACKGROUNDS, COLORS, DIRECTIONS, SHAPES, SIZES
+from cogvideox_jax.shapes.dataset.captions import make_caption
+from cogvideox_jax.shapes.dataset.render import render_clip, sample_clip_spec
+from cogvideox_jax.shapes.dataset.vocabulary import BACKGROUNDS, COLORS, DIRECTIONS, SHAPES, SIZES
 from cogvideox_jax.data.video_io import write_video
 
 SPLITS = ("train", "heldout")

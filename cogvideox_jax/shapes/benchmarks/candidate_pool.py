@@ -1,17 +1,17 @@
 """How good is the best-of-N sampler's verifier? Every candidate kept, scored by the verifier and by the evaluator.
 
-    python benchmarks/candidate_pool.py --out POOL                          # package model, 8 candidates, 25 steps
-    python benchmarks/candidate_pool.py --out POOL --candidates 4 --steps 50 --seeds 2,3 --limit 40
-    python benchmarks/candidate_pool.py --out POOL --analyze                # redo the tables of a finished pool
-    python benchmarks/candidate_pool.py --out POOL --rescore 25,50,100,150,250,350,450,600
-    python benchmarks/candidate_pool.py --out POOL --select 50,150,250,350,450x2 --select 25,50,100x1
+    python cogvideox_jax/shapes/benchmarks/candidate_pool.py --out POOL                          # package model, 8 candidates, 25 steps
+    python cogvideox_jax/shapes/benchmarks/candidate_pool.py --out POOL --candidates 4 --steps 50 --seeds 2,3 --limit 40
+    python cogvideox_jax/shapes/benchmarks/candidate_pool.py --out POOL --analyze                # redo the tables of a finished pool
+    python cogvideox_jax/shapes/benchmarks/candidate_pool.py --out POOL --rescore 25,50,100,150,250,350,450,600
+    python cogvideox_jax/shapes/benchmarks/candidate_pool.py --out POOL --select 50,150,250,350,450x2 --select 25,50,100x1
 
-For each held-out prompt of the recipe's dataset (regenerated from ``configs/shapes.py`` unless
+For each held-out prompt of the recipe's dataset (regenerated from ``cogvideox_jax/shapes/config.py`` unless
 ``--dataset`` is given) and each seed, the checkpoint samples ``--candidates`` videos exactly as
 ``CogVideoXPipeline(..., selection=...)`` does in the recipe's evaluation (``sample_prompts``: batches of
 20 prompts, the same seeds, the checkpoint's ``sampling.json`` apart from ``--steps``), but keeps every
 candidate: its mp4, the verifier's relative prompt loss and caption losses
-(``pipeline/candidate_selection.py``) and its final latent. The evaluator (``cogvideox-jax eval shapes``)
+(``cogvideox_jax/shapes/candidate_selection.py``) and its final latent. The evaluator (``cogvideox-jax eval shapes``)
 then scores every candidate, and the tables show, for n = 1, 2, 4, … candidates per prompt (the first n
 of the pool, which are i.i.d.), the scores of the first candidate, of the verifier's pick (what the
 pipeline returns with ``candidates=n``; with n = ``--candidates`` exactly the recipe's evaluation) and of
@@ -43,10 +43,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def sample_pool(checkpoint: str, rows: list[dict], seeds, out: str, candidates: int, steps: int | None) -> None:
     from cogvideox_jax.data.video_io import write_video
     from cogvideox_jax.pipeline import CogVideoXPipeline
-    from cogvideox_jax.pipeline.candidate_selection import selection_from_settings
-    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
-    from cogvideox_jax.pipeline.default_model import sampling_defaults
-    from cogvideox_jax.train.shapes_recipe import SAMPLE_BATCH, batch_seed
+    from cogvideox_jax.shapes.candidate_selection import selection_from_settings
+    from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
+    from cogvideox_jax.shapes.default_model import sampling_defaults
+    from cogvideox_jax.shapes.recipe import SAMPLE_BATCH, batch_seed
 
     settings = sampling_defaults(checkpoint)
     selection = selection_from_settings(settings, candidates=candidates)
@@ -90,7 +90,7 @@ def sample_pool(checkpoint: str, rows: list[dict], seeds, out: str, candidates: 
 
 
 def evaluate_pool(out: str) -> None:
-    from cogvideox_jax.eval.shapes.evaluator import evaluate_folder
+    from cogvideox_jax.shapes.eval.evaluator import evaluate_folder
 
     records, _ = evaluate_folder(out)
     with open(os.path.join(out, "evaluation.json"), "w", encoding="utf-8") as f:
@@ -176,7 +176,7 @@ def pool_batches(out: str, groups: dict, pipe, n: int, settings: dict):
     cond, contrast, mask)."""
     import jax.numpy as jnp
 
-    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
+    from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
 
     captions = {m["prompt"]: m["caption"] for g in groups.values() for m in g}
     for path in sorted(glob.glob(os.path.join(out, "latents_seed*_*.npy"))):
@@ -199,9 +199,9 @@ def select_again(out: str, specs: list[str]) -> dict:
     import dataclasses
 
     from cogvideox_jax.pipeline import CogVideoXPipeline
-    from cogvideox_jax.pipeline.candidate_selection import selection_from_settings
+    from cogvideox_jax.shapes.candidate_selection import selection_from_settings
     from cogvideox_jax.pipeline.cogvideox_pipeline import selection_key
-    from cogvideox_jax.train.shapes_recipe import batch_seed
+    from cogvideox_jax.shapes.recipe import batch_seed
 
     info = json.load(open(os.path.join(out, "settings.json"), encoding="utf-8"))
     settings, n = info["sampling"], info["candidates"]
@@ -251,7 +251,7 @@ def rescore(out: str, timesteps: list[int], key: int) -> dict:
 
     from cogvideox_jax.diffusion.training_targets import alphas_cumprod_table
     from cogvideox_jax.pipeline import CogVideoXPipeline
-    from cogvideox_jax.pipeline.candidate_selection import caption_losses, selection_from_settings
+    from cogvideox_jax.shapes.candidate_selection import caption_losses, selection_from_settings
 
     info = json.load(open(os.path.join(out, "settings.json"), encoding="utf-8"))
     settings, n = info["sampling"], info["candidates"]
@@ -309,7 +309,7 @@ def rescore(out: str, timesteps: list[int], key: int) -> dict:
 
 
 def main(argv=None) -> None:
-    from cogvideox_jax.pipeline.default_model import default_checkpoint
+    from cogvideox_jax.shapes.default_model import default_checkpoint
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="the pool's folder (mp4s, metadata.jsonl, latents, reports)")
@@ -336,13 +336,13 @@ def main(argv=None) -> None:
             raise SystemExit("--candidates must be >= 2")
         if glob.glob(os.path.join(args.out, "metadata.jsonl")):
             raise SystemExit(f"{args.out} already holds a pool: --analyze, or another --out")
-        from cogvideox_jax.train.shapes_recipe import split_prompts
+        from cogvideox_jax.shapes.recipe import split_prompts
 
         with tempfile.TemporaryDirectory() as tmp:
             dataset = args.dataset
             if dataset is None:
-                from configs.shapes import get_config
-                from cogvideox_jax.data.shapes.make_dataset import ShapesConfig, make_dataset
+                from cogvideox_jax.shapes.config import get_config
+                from cogvideox_jax.shapes.dataset.make_dataset import ShapesConfig, make_dataset
 
                 d = get_config().dataset
                 dataset = os.path.join(tmp, "dataset")

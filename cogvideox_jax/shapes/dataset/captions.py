@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from cogvideox_jax.data.shapes.vocabulary import (BACKGROUNDS, COLOR_SYNONYMS, COLORS, DIRECTIONS, SHAPE_SYNONYMS,
+from cogvideox_jax.shapes.dataset.vocabulary import (BACKGROUNDS, COLOR_SYNONYMS, COLORS, DIRECTIONS, SHAPE_SYNONYMS,
                                                   SHAPES, SIZE_WORDS)
 
 # (third-person verb phrase, participle phrase) per direction.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cogvideox_jax.data.shapes.vocabulary import COLORS
+from cogvideox_jax.shapes.dataset.vocabulary import COLORS
 
 
 def as_float255(video, value_range: tuple[float, float] | None = None) -> np.ndarray:

@@ -7,7 +7,7 @@ units) from it belongs to the object. Those cells get weight ``1 + extra``, the 
 
 Why: most of the v-loss is the object's position and color at high noise, and an outline is a small
 part of it; weighting the object's cells makes the outline a larger part of every step's gradient
-(docs/shapes_model.md). ``extra = 0`` gives weight 1 everywhere.
+(cogvideox_jax/shapes/README.md). ``extra = 0`` gives weight 1 everywhere.
 
 The pixel-space counterpart for the VAE is ``train/vae_objective.foreground_weights`` (one median per
 clip, max-abs distance over RGB with a threshold in pixel units). Here a latent cell's channels are

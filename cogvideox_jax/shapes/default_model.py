@@ -3,7 +3,7 @@ inside the package so ``cogvideox-jax sample --prompt "a red circle moves to the
 fresh install with no downloaded weights.
 
 It is a regular cogvideox-jax pipeline checkpoint (``convert/pipeline_checkpoint.py``) written by
-``cogvideox-jax train-shapes --install`` (``train/shapes_recipe.py``) plus ``sampling.json``, the
+``cogvideox-jax train-shapes --install`` (``cogvideox_jax/shapes/recipe.py``) plus ``sampling.json``, the
 step count, guidance scale, contrast guidance (``contrast_prompts.py``) and best-of-N candidate
 selection (``candidate_selection.py``) it was evaluated with.
 """
@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 
-from cogvideox_jax.train.shapes_stage_folders import ATTEMPT, DONE, SETTINGS
+from cogvideox_jax.shapes.stage_folders import ATTEMPT, DONE, SETTINGS
 
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "default_model", "shapes")
 SKIP = (DONE, SETTINGS, ATTEMPT)  # train-shapes stage bookkeeping, not the model

@@ -12,8 +12,8 @@ import functools
 
 import numpy as np
 
-from cogvideox_jax.data.shapes.render import coverage
-from cogvideox_jax.data.shapes.vocabulary import SHAPES
+from cogvideox_jax.shapes.dataset.render import coverage
+from cogvideox_jax.shapes.dataset.vocabulary import SHAPES
 
 FEATURE_NAMES = ("extent", "solidity", "hu1", "y_offset")
 MIN_AREA = 6

@@ -26,14 +26,14 @@ SHAPES_VAE = VAEConfig(block_out_channels=(16, 32, 64, 64), layers_per_block=1, 
                        norm_num_groups=8, norm_eps=1e-2, sample_height=SIZE, sample_width=SIZE, scaling_factor=1.0)
 
 # A tiny T5 v1.1 encoder (kept frozen at its random init by default, ``train_text_encoder`` below: see
-# docs/shapes_model.md).
+# cogvideox_jax/shapes/README.md).
 SHAPES_T5 = T5Config(vocab_size=256, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
                      relative_attention_num_buckets=8, relative_attention_max_distance=32)
 
 # A 1.0-5B-style expert transformer (3D RoPE, expert adaLN), 4 layers x 384 wide (6 heads x 64):
 # preset "shapes", trained for 15000 steps with bf16-operand matmuls in the time a 4 x 320 takes in fp32
 # on an AMX host. Held-out shape accuracy with CFG 6: 4 x 192 30 %, 6 x 256 45 %, 4 x 320 51 %; with
-# contrast guidance 4 x 320 58 %, 4 x 384 67 % (docs/shapes_model.md).
+# contrast guidance 4 x 320 58 %, 4 x 384 67 % (cogvideox_jax/shapes/README.md).
 SHAPES_TRANSFORMER = get_preset("shapes")
 
 
@@ -79,11 +79,11 @@ class VAETrainConfig:
     kl_weight: float = 1e-4         # on the per-element mean KL
     foreground_weight: float = 4.0  # extra weight on object pixels (see train/vae_objective.py)
     # > 0: 2x-pooled latents must also decode to the 2x-pooled clip (train/vae_objective.py); 0.5 kept
-    # the PSNR but did not help the transformer draw shapes (docs/shapes_model.md)
+    # the PSNR but did not help the transformer draw shapes (cogvideox_jax/shapes/README.md)
     scale_equivariance_weight: float = 0.0
     # > 0: the decoder is trained on latents noised by up to this std, in units of the latent's std
     # (train/vae_objective.py), so the encoder must make outlines stand out of the noise; 0.5 did not
-    # help the transformer draw shapes (docs/shapes_model.md)
+    # help the transformer draw shapes (cogvideox_jax/shapes/README.md)
     latent_noise: float = 0.0
     object_crops: bool = True       # crops drawn around each clip's object (vae_trainer.random_crops)
     grad_clip: float = 1.0
@@ -102,7 +102,7 @@ def vae_decoder_train_config() -> VAETrainConfig:
     more whole-clip steps for the decoder at a fresh learning rate, the MSE weighted 10x (PSNR is an
     MSE, and at errors ~0.05 the L1 term's gradient is ~10x the MSE's). Held-out PSNR (120 clips):
     27.5 dB before, 30.3 after these 1600 steps (29.5 with lr 3e-4, MSE x1, final lr 10 %;
-    docs/shapes_model.md)."""
+    cogvideox_jax/shapes/README.md)."""
     return VAETrainConfig(phases=(VAEPhase(steps=1600, batch_size=2, frames=NUM_FRAMES, size=SIZE,
                                            train_encoder=False),),
                           lr=1e-3, warmup_steps=30, final_lr_ratio=0.02, mse_weight=10.0, seed=1)
@@ -113,7 +113,7 @@ def transformer_train_config() -> TrainConfig:
     return TrainConfig(
         model="shapes", mesh="data=-1", batch_size=16, seed=0, snr_shift_scale=1.0,
         explicit_uniform_sampling=False, text_dropout=0.1, text_len=SHAPES_TRANSFORMER.max_text_seq_length,
-        object_loss_weight=4.0,          # v-loss x5 on the object's latent cells (docs/shapes_model.md)
+        object_loss_weight=4.0,          # v-loss x5 on the object's latent cells (cogvideox_jax/shapes/README.md)
         ema_decay=0.999,
         optimizer=OptimizerConfig(lr=1e-3, warmup_steps=100, schedule="cosine", final_lr_ratio=0.05,
                                   weight_decay=1e-4, grad_clip=1.0),
@@ -132,7 +132,7 @@ def transformer_finetune_config() -> TrainConfig:
     its caption's shape word swapped, the true caption rewarded for fitting better (+65 % step time).
     On the 4 x 320 transformer, a one-off 1500-step fine-tune with the term scored shape 63 % against
     58 % without it, but this stage scored 58.3 % (1200 steps, seed 1) and 57.1 % (1500 steps, seed 0)
-    against 57.9 %: no gain that reproduces (docs/shapes_model.md)."""
+    against 57.9 %: no gain that reproduces (cogvideox_jax/shapes/README.md)."""
     base = transformer_train_config()
     return dataclasses.replace(
         base, seed=1, caption_contrast_weight=16.0, caption_contrast_sharpness=20.0,
@@ -143,20 +143,20 @@ def transformer_finetune_config() -> TrainConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    steps: int = 25                 # 25 DPM steps score as 50 do (docs/shapes_model.md)
+    steps: int = 25                 # 25 DPM steps score as 50 do (cogvideox_jax/shapes/README.md)
     guidance_scale: float = 6.0
     scheduler: str = "dpm"          # the 5B's CogVideoXDPMScheduler (v-prediction, zero terminal SNR)
-    # Contrast guidance (cogvideox_jax/pipeline/contrast_prompts.py): each prompt is also contrasted
+    # Contrast guidance (cogvideox_jax/shapes/contrast_prompts.py): each prompt is also contrasted
     # with itself naming each other shape, w_c (v(prompt) - mean v(other shape)); the outline is what
-    # this model draws worst (docs/shapes_model.md). 0 turns it off. The words are the
-    # dataset's shape names (cogvideox_jax/data/shapes/vocabulary.py SHAPES; a test checks).
+    # this model draws worst (cogvideox_jax/shapes/README.md). 0 turns it off. The words are the
+    # dataset's shape names (cogvideox_jax/shapes/dataset/vocabulary.py SHAPES; a test checks).
     contrast_scale: float = 4.0
     contrast_words: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "diamond")
-    # Best-of-N (cogvideox_jax/pipeline/candidate_selection.py): each video is the best of `candidates`
+    # Best-of-N (cogvideox_jax/shapes/candidate_selection.py): each video is the best of `candidates`
     # samples, judged by the model itself: its v-loss under the prompt relative to the contrast prompts,
     # at `selection_timesteps` (x `selection_repeats` noise draws), the object's latent cells weighted
     # 1 + `selection_object_weight` as in training. 1 turns it off. 8 candidates x 25 steps cost the
-    # sampling of 4 x 50 and picked no worse on both pairs of seeds (docs/shapes_model.md; BENCHMARKS.md,
+    # sampling of 4 x 50 and picked no worse on both pairs of seeds (cogvideox_jax/shapes/README.md; BENCHMARKS.md,
     # "Best-of-N verifier").
     candidates: int = 8
     selection_timesteps: tuple[int, ...] = (50, 150, 250, 350, 450)
@@ -169,7 +169,7 @@ class EvalConfig:
     num_prompts: int | None = None  # prompts sampled (None: all of the held-out split)
     # "heldout": the prompts of the held-out (color, shape, direction) combinations, the reported
     # score; "train": training captions (set num_prompts), the model on what it was trained on: the
-    # generalization gap (docs/shapes_model.md)
+    # generalization gap (cogvideox_jax/shapes/README.md)
     split: str = "heldout"
     seeds: tuple[int, ...] = (0, 1)
     strip_rows: int = 6             # samples shown in eval/samples.png
@@ -177,7 +177,7 @@ class EvalConfig:
     def check(self) -> None:
         """Raise on a setting the eval stage would reject (``train-shapes`` checks before training).
         Not ``__post_init__``: ``--set`` applies one field at a time."""
-        from cogvideox_jax.data.shapes.make_dataset import SPLITS
+        from cogvideox_jax.shapes.dataset.make_dataset import SPLITS
 
         if self.split not in SPLITS:
             raise ValueError(f"evaluation.split must be one of {SPLITS}, got {self.split!r}")
@@ -201,12 +201,12 @@ class ShapesRecipe:
     # latents_mean / latents_std). This VAE's channels have offsets up to 2x the overall std and
     # stds of 0.3-0.6 of it, so globally scaled latents carry their content at ~1/6 of the noise's
     # variance; yet per channel (with transformer_train.object_threshold=4.0, the same ~12 % of cells)
-    # the full recipe drew shapes worse: 37 % vs 45 % (docs/shapes_model.md).
+    # the full recipe drew shapes worse: 37 % vs 45 % (cogvideox_jax/shapes/README.md).
     latent_normalization: str = "global"
     # True: the T5 is trained with the transformer (on token ids, from a random init; the checkpoint
     # ships the trained T5); False: it stays frozen at the text_encoder stage's random init, and the
     # transformer trains on its cached embeddings. Trained, the 4 x 192 / 3000-step probe drew shapes
-    # no better (22 % vs 22-26 %) and motion worse (53 % vs 62-67 %): docs/shapes_model.md
+    # no better (22 % vs 22-26 %) and motion worse (53 % vs 62-67 %): cogvideox_jax/shapes/README.md
     train_text_encoder: bool = False
     vae: VAEConfig = SHAPES_VAE
     t5: T5Config = SHAPES_T5

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cogvideox_jax.data.shapes.vocabulary import (BACKGROUNDS, COLORS, DIRECTION_VECTORS, MOTION_FRACTION,
+from cogvideox_jax.shapes.dataset.vocabulary import (BACKGROUNDS, COLORS, DIRECTION_VECTORS, MOTION_FRACTION,
                                                   SIZE_RADIUS_64)
 
 

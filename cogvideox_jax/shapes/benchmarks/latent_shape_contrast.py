@@ -1,8 +1,8 @@
 """How far apart two shapes are in the shapes VAE's latent space, against how far apart they are in pixels.
 
-    python benchmarks/latent_shape_contrast.py                     # the package's default model
-    python benchmarks/latent_shape_contrast.py --checkpoint DIR    # a train-shapes checkpoint/ folder
-    python benchmarks/latent_shape_contrast.py --vae DIR           # a train-shapes vae/ or vae_decoder/ folder
+    python cogvideox_jax/shapes/benchmarks/latent_shape_contrast.py                     # the package's default model
+    python cogvideox_jax/shapes/benchmarks/latent_shape_contrast.py --checkpoint DIR    # a train-shapes checkpoint/ folder
+    python cogvideox_jax/shapes/benchmarks/latent_shape_contrast.py --vae DIR           # a train-shapes vae/ or vae_decoder/ folder
 
 Renders one frame of each shape with the same color, center and radius (``--placements`` random
 centers, radii 8.5 and 14.5 px at 64x64), encodes it (posterior mean, times the checkpoint's scaling
@@ -32,10 +32,10 @@ def main(argv=None) -> None:
     import jax
     import jax.numpy as jnp
 
-    from cogvideox_jax.data.shapes.render import ClipSpec, render_clip
-    from cogvideox_jax.data.shapes.vocabulary import BACKGROUNDS, SHAPES
+    from cogvideox_jax.shapes.dataset.render import ClipSpec, render_clip
+    from cogvideox_jax.shapes.dataset.vocabulary import BACKGROUNDS, SHAPES
     from cogvideox_jax.pipeline.components import load_components
-    from cogvideox_jax.pipeline.default_model import default_checkpoint
+    from cogvideox_jax.shapes.default_model import default_checkpoint
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=None, help="cogvideox-jax checkpoint (default: the package's model)")

@@ -1,10 +1,10 @@
 """The shapes transformer as a shape classifier: which shape word makes its v-loss on a clip lowest.
 
-    python benchmarks/shape_likelihood_classifier.py                        # the package's model, held-out clips
-    python benchmarks/shape_likelihood_classifier.py --samples DIR          # also its own samples (eval/samples)
-    python benchmarks/shape_likelihood_classifier.py --checkpoint DIR --dataset DIR
+    python cogvideox_jax/shapes/benchmarks/shape_likelihood_classifier.py                        # the package's model, held-out clips
+    python cogvideox_jax/shapes/benchmarks/shape_likelihood_classifier.py --samples DIR          # also its own samples (eval/samples)
+    python cogvideox_jax/shapes/benchmarks/shape_likelihood_classifier.py --checkpoint DIR --dataset DIR
 
-Each clip (the recipe's held-out split, regenerated from ``configs/shapes.py`` unless ``--dataset`` is
+Each clip (the recipe's held-out split, regenerated from ``cogvideox_jax/shapes/config.py`` unless ``--dataset`` is
 given; and, with ``--samples``, generated videos with their ``metadata.jsonl``) is encoded by the
 checkpoint's VAE, noised at ``--timesteps`` (``--repeats`` noise draws, the same for every caption) and
 denoised once under its caption with the shape word swapped for each of the six shapes. The
@@ -33,13 +33,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def make_caption_loss(transformer, alphas_cumprod, object_weight: float, object_threshold: float):
     """A jitted ``(params, x0 (N, t, h, w, C) scaled latents, text_emb (N, K, L, D): the K caption variants of
     each clip, t, key) -> (N, K)`` object-weighted v-loss at timestep ``t``, the same noise for the K
-    variants: the best-of-N sampler's verifier (``pipeline/candidate_selection.py``) at one timestep."""
+    variants: the best-of-N sampler's verifier (``cogvideox_jax/shapes/candidate_selection.py``) at one timestep."""
     import functools
 
     import jax
     import jax.numpy as jnp
 
-    from cogvideox_jax.pipeline.candidate_selection import caption_losses as losses_of
+    from cogvideox_jax.shapes.candidate_selection import caption_losses as losses_of
 
     @functools.partial(jax.jit, static_argnums=3)
     def loss(params, x0, text_emb, t, key):
@@ -63,8 +63,8 @@ def caption_losses(loss_fn, params, x0, text_emb, timesteps, key, repeats: int) 
 
 def shape_variants(caption: str, shape: str, shapes) -> list[str]:
     """The caption naming each of ``shapes`` in turn (itself at ``shape``'s place), by the contrast
-    guidance's word swap (``pipeline/contrast_prompts.py``)."""
-    from cogvideox_jax.pipeline.contrast_prompts import contrast_prompts
+    guidance's word swap (``cogvideox_jax/shapes/contrast_prompts.py``)."""
+    from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
 
     others = contrast_prompts(caption, [shapes])
     if len(others) != len(shapes) - 1:
@@ -94,12 +94,12 @@ def main(argv=None) -> None:
     import jax
     import jax.numpy as jnp
 
-    from configs.shapes import get_config
-    from cogvideox_jax.data.shapes.vocabulary import SHAPES
+    from cogvideox_jax.shapes.config import get_config
+    from cogvideox_jax.shapes.dataset.vocabulary import SHAPES
     from cogvideox_jax.data.video_io import read_video
     from cogvideox_jax.models.vae.latent_scaling import scale_latents
     from cogvideox_jax.pipeline.components import encode_text, load_components
-    from cogvideox_jax.pipeline.default_model import default_checkpoint
+    from cogvideox_jax.shapes.default_model import default_checkpoint
     from cogvideox_jax.train.diffusion_loss import training_alphas_cumprod
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -152,7 +152,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         dataset = args.dataset
         if dataset is None:
-            from cogvideox_jax.data.shapes.make_dataset import ShapesConfig, make_dataset
+            from cogvideox_jax.shapes.dataset.make_dataset import ShapesConfig, make_dataset
 
             d = recipe.dataset
             dataset = os.path.join(tmp, "dataset")
@@ -161,7 +161,7 @@ def main(argv=None) -> None:
         gt = run(os.path.join(dataset, "heldout"), "held-out ground-truth clips")
     results["ground_truth"] = {k: gt[k] for k in ("clips", "agreement", "confusion", "per_timestep")}
     if args.samples:
-        from cogvideox_jax.eval.shapes.evaluator import evaluate_folder
+        from cogvideox_jax.shapes.eval.evaluator import evaluate_folder
 
         s = run(args.samples, "samples")
         records, _ = evaluate_folder(args.samples)

@@ -4,14 +4,14 @@ training term (``train/caption_contrast.py``).
 ``swapped_shape_captions("a small red disc moves left")`` -> the caption naming square, triangle,
 star, cross and diamond instead (a synonym counts as its shape: "disc" is a circle, so no circle
 caption is among them). A caption must name exactly one shape word. The sampling-time counterpart,
-``pipeline/contrast_prompts.py``, swaps only the words it is given (a user's prompt has no synonym
+``cogvideox_jax/shapes/contrast_prompts.py``, swaps only the words it is given (a user's prompt has no synonym
 table); training captions use the dataset's synonyms, so they are matched here.
 """
 from __future__ import annotations
 
 import re
 
-from cogvideox_jax.data.shapes.vocabulary import SHAPE_SYNONYMS, SHAPES
+from cogvideox_jax.shapes.dataset.vocabulary import SHAPE_SYNONYMS, SHAPES
 
 _CANONICAL = {w: w for w in SHAPES} | dict(SHAPE_SYNONYMS)
 _PATTERN = re.compile(r"\b(" + "|".join(sorted(_CANONICAL, key=len, reverse=True)) + r")\b", re.IGNORECASE)

@@ -10,7 +10,7 @@ used as the verifier of a search over the initial noise (Ma et al. 2025, "Infere
 Diffusion Models beyond Scaling Denoising Steps"). No other model and no evaluator is involved.
 
 The loss can weight the object's latent cells (``object_weight``: as the shapes recipe's training
-loss, ``cogvideox_jax/train/object_loss_weight.py``), so that a flat background does not drown the
+loss, ``cogvideox_jax/shapes/object_loss_weight.py``), so that a flat background does not drown the
 outline. A prompt with no contrast prompts gets equal scores for all its candidates, and its first
 candidate is kept. Not part of the reference pipeline; off unless asked for (``N = 1``).
 """
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from cogvideox_jax.diffusion.training_targets import add_noise, velocity_target
-from cogvideox_jax.train.object_loss_weight import object_loss_weights
+from cogvideox_jax.shapes.object_loss_weight import object_loss_weights
 
 
 @dataclass(frozen=True)

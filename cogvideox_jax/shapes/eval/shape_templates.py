@@ -12,8 +12,8 @@ import functools
 
 import numpy as np
 
-from cogvideox_jax.data.shapes.render import coverage, shape_polygon
-from cogvideox_jax.data.shapes.vocabulary import SHAPES
+from cogvideox_jax.shapes.dataset.render import coverage, shape_polygon
+from cogvideox_jax.shapes.dataset.vocabulary import SHAPES
 
 
 @functools.lru_cache(maxsize=None)
