@@ -54,7 +54,9 @@ setup(
     name="cogvideox-jax",
     version="0.1.0",
     description="CogVideoX in JAX/Flax: 3D causal VAE, expert transformer, T5 encoder; TPU-first.",
-    packages=find_packages(include=["cogvideox_jax", "cogvideox_jax.*", "configs", "configs.*"]),
+    # cogvideox_jax_oracles: the tests' and benchmarks' references (torch / diffusers: the test extra)
+    packages=find_packages(include=["cogvideox_jax", "cogvideox_jax.*", "configs", "configs.*",
+                                    "cogvideox_jax_oracles"]),
     python_requires=">=3.11",
     install_requires=RUNTIME,
     extras_require={"test": TEST + TFDS, "eval": EVAL, "tfds": TFDS, "gcs": GCS},  # CI also tests the TFDS builder

@@ -18,8 +18,6 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 def compare_params(a: str, b: str) -> bool:
     import jax

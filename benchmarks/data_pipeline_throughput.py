@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-from cogvideox_jax.data.folder_dataset import read_folder  # noqa: E402
-from cogvideox_jax.data.grain_pipeline import build_video_index, make_train_dataset  # noqa: E402
-from cogvideox_jax.data.video_io import write_video  # noqa: E402
+from cogvideox_jax.data.folder_dataset import read_folder
+from cogvideox_jax.data.grain_pipeline import build_video_index, make_train_dataset
+from cogvideox_jax.data.video_io import write_video
 
 
 def _clip(rng, t, h, w, noise: bool) -> np.ndarray:

@@ -12,11 +12,7 @@ at 60x90. T5 is not timed (random text embeddings stand in; it runs once per pro
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _sync_time(fn, sync):
@@ -72,7 +68,7 @@ def torch_side(args, tcfg, vcfg, lat_shape):
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXDPMScheduler, CogVideoXTransformer3DModel
 
     from configs.scheduler import COGVIDEOX_2B, COGVIDEOX_5B
-    from tests.transformer_oracle import reference_rope
+    from cogvideox_jax_oracles.transformer_oracle import reference_rope
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dt = torch.bfloat16 if args.dtype == "bf16" else torch.float32

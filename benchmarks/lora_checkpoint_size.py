@@ -17,8 +17,6 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 def state_bytes(model: str, rank: int, ema: bool, param_dtype: str = "float32") -> dict:
     """``{"base", "lora", "optimizer", "ema", "with_base", "without_base"}`` in bytes."""

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _time(fn, repeats):
@@ -38,7 +35,7 @@ def main():
     import torch
 
     from cogvideox_jax.pipeline import CogVideoXPipeline
-    from tests.pipeline_oracle import make_pipeline_folder, to_torch_latents
+    from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder, to_torch_latents
 
     torch.set_num_threads(os.cpu_count())
     root = tempfile.mkdtemp()

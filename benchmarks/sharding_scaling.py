@@ -19,7 +19,6 @@ os.environ.setdefault("XLA_FLAGS", "")
 if "--xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -47,7 +46,7 @@ def main():
     if args.aot_5b:
         return aot_5b(args.aot_5b)
 
-    from tests import pipeline_oracle
+    from cogvideox_jax_oracles import pipeline_oracle
     from cogvideox_jax.parallel.mesh import make_mesh
     from cogvideox_jax.parallel.param_sharding import param_shardings, place_params
     from cogvideox_jax.pipeline import CogVideoXPipeline

@@ -11,13 +11,9 @@ parity error. Timings on a shared CPU box are noisy.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 
 def _median_time(fn, reps):

@@ -1,5 +1,5 @@
 """AOT-compile the native-size CogVideoX jobs for TPU slices - the trainer's own jitted step and the
-pipeline's own denoising loop (``cogvideox_jax/parallel/tpu_aot.py``) - and print a markdown table of
+pipeline's own denoising loop (``cogvideox_jax/tpu_aot.py``) - and print a markdown table of
 per-chip memory, model FLOPs and the MFU estimate at XLA's cost-model time (no TPU needed; needs libtpu,
 e.g. the ``.venv-tpu`` venv).
 
@@ -53,7 +53,7 @@ MATRIX = [
 
 
 def _row_job(row: dict):
-    from cogvideox_jax.parallel.tpu_aot import AOTJob
+    from cogvideox_jax.tpu_aot import AOTJob
 
     return AOTJob(**row)
 
@@ -72,7 +72,7 @@ def command(row: dict) -> str:
 
 
 def run_row(index: int, estimate: bool = True) -> dict:
-    from cogvideox_jax.parallel.tpu_aot import compile_job, estimate_step_seconds
+    from cogvideox_jax.tpu_aot import compile_job, estimate_step_seconds
 
     job = _row_job(MATRIX[index])
     try:

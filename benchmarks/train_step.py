@@ -22,11 +22,8 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def diffusers_config(a) -> dict:
@@ -93,7 +90,7 @@ def run_jax(a, folder):
     import jax
     import numpy as np
 
-    from configs.train_config import OptimizerConfig, StageConfig
+    from configs.train_config import OptimizerConfig, StageConfig, TrainConfig
     from cogvideox_jax.parallel.mesh import make_mesh
     from cogvideox_jax.train.diffusion_loss import training_alphas_cumprod
     from cogvideox_jax.train.model_factory import StandInVideoModel
@@ -110,16 +107,15 @@ def run_jax(a, folder):
                              (1, a.latent_frames, a.latent_size, a.latent_size, a.channels), (1, a.text_len, a.text_dim))
     else:
         from cogvideox_jax.convert import load_diffusers
-        module, params = load_diffusers(folder, scan_layers=a.scan_layers,
-                                        config_overrides={"matmul_dtype": a.matmul_dtype})
+        module, params = load_diffusers(folder, scan_layers=a.scan_layers, matmul_dtype=a.matmul_dtype)
     mesh = make_mesh("fsdp=1", devices=jax.devices()[:1])
     opt, sched = make_optimizer(OptimizerConfig(lr=1e-4, warmup_steps=0, grad_clip=1.0), [StageConfig(steps=10**6)])
     state = create_train_state(params, opt, jax.random.key_data(jax.random.PRNGKey(0)))
     sh = replicated(mesh, state)
     state = jax.device_put(state, sh)
-    step = make_train_step(module, opt, sched, StepOptions(training_alphas_cumprod(), explicit_uniform=False),
-                           mesh, sh)
     lat, txt = make_batch(a)
+    opts = StepOptions(TrainConfig(explicit_uniform_sampling=False, text_dropout=0.0), training_alphas_cumprod())
+    step = make_train_step(module, opt, sched, opts, mesh, sh, {"latents": lat.shape, "text_emb": txt.shape})
     batch = {"latents": jax.device_put(lat), "text_emb": jax.device_put(txt)}
     t0 = time.perf_counter()
     state, m = step(state, batch)

@@ -41,8 +41,6 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 def _config(args):
     from configs.transformer import get_preset
@@ -168,7 +166,7 @@ def run_torch(args):
     import torch
     from diffusers import CogVideoXTransformer3DModel
 
-    from tests.transformer_oracle import reference_rope
+    from cogvideox_jax_oracles.transformer_oracle import reference_rope
 
     torch.set_num_threads(args.torch_threads)
     cfg = _config(args)
@@ -254,7 +252,7 @@ def run_interleaved(args):
     from diffusers import CogVideoXTransformer3DModel
 
     from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D, dummy_inputs
-    from tests.transformer_oracle import reference_rope
+    from cogvideox_jax_oracles.transformer_oracle import reference_rope
 
     torch.set_num_threads(args.torch_threads)
     cfg = _jax_config(args)

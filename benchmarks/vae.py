@@ -30,8 +30,6 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:

@@ -4,17 +4,15 @@
 
 Compiles (never runs) a CogVideoX-structured VAE decode of a (1, 17, 16, 16, 16) latent -> 65 frames
 at 128x128, once on one device (``frame_batching="whole"``) and with the latent frames split over
-``sequence=2/4/8`` (``parallel/context_parallel_vae.py``), and prints XLA's
+``sequence=2/4/8`` (``cogvideox_jax/models/vae/context_parallel.py``), and prints XLA's
 ``memory_analysis().temp_size_in_bytes`` of each per-device program.
 """
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main() -> int:
@@ -23,7 +21,7 @@ def main() -> int:
 
     from configs.vae import VAEConfig
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
-    from cogvideox_jax.parallel.context_parallel_vae import context_parallel_decode
+    from cogvideox_jax.models.vae.context_parallel import context_parallel_decode
     from cogvideox_jax.parallel.mesh import make_mesh
 
     cfg = VAEConfig(block_out_channels=(32, 64, 64, 64), layers_per_block=1, latent_channels=16, norm_num_groups=8)

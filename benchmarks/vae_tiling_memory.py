@@ -29,7 +29,6 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FULL_SIZES = {"2b/5b 49x480x720": ("cogvideox-5b", (1, 13, 60, 90, 16)),
               "1.5 81x768x1360": ("cogvideox1.5-5b", (1, 21, 96, 170, 16))}

@@ -20,8 +20,10 @@ PARSER_COMMANDS = {
     "info": "cogvideox_jax.pipeline.cli_commands",
     "train": "cogvideox_jax.train.cli_train",
     "precompute": "cogvideox_jax.train.cli_precompute",
-    "aot": "cogvideox_jax.parallel.tpu_aot",
+    "aot": "cogvideox_jax.tpu_aot",
 }
+# parser extensions of core sub-commands: name -> module with extend_<name>_parser(parser)
+EXTENSIONS = {"sample": "cogvideox_jax.shapes.sampling"}   # the embedded default model, contrast words, best-of-N
 # top-level sub-commands whose modules have main(argv): name -> (module, help)
 TOP_ARGV_COMMANDS = {
     "train-shapes": ("cogvideox_jax.shapes.recipe",
@@ -53,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
             mod.add_parsers(sub)
         else:
             mod.add_parser(sub)
+    for name, module in EXTENSIONS.items():
+        getattr(importlib.import_module(module), f"extend_{name}_parser")(sub.choices[name])
     for name, (module, help_text) in TOP_ARGV_COMMANDS.items():
         p = sub.add_parser(name, help=help_text, add_help=False)
         p.add_argument("argv", nargs=argparse.REMAINDER)

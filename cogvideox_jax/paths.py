@@ -12,6 +12,8 @@ import uuid
 
 from etils import epath
 
+from cogvideox_jax.errors import CheckpointFormatError
+
 
 def is_url(path) -> bool:
     """``gs://…``, ``s3://…`` and other ``scheme://`` paths."""
@@ -54,13 +56,24 @@ def read_text(path) -> str:
         raise ValueError(f"{path} is not a UTF-8 text file: {e}") from e
 
 
-def read_json(path):
-    """Parsed JSON; unreadable or invalid JSON is a ``ValueError`` naming the file."""
-    text = read_text(path)
+def read_json(path) -> dict:
+    """The JSON object in the file ``path`` (UTF-8, local or a URL). A missing, unreadable, non-UTF-8 or
+    malformed file, or one holding something other than an object, is a ``CheckpointFormatError`` naming it."""
     try:
-        return json.loads(text)
+        data = as_path(path).read_bytes()
+    except OSError as e:
+        raise CheckpointFormatError(f"cannot read {str(path)!r}: {e.strerror or e}") from e
+    try:
+        value = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise CheckpointFormatError(
+            f"{str(path)!r} is not UTF-8 text (byte {e.start} is {data[e.start:e.start + 1]!r}): the file is corrupt "
+            "or not a JSON config") from e
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
+        raise CheckpointFormatError(f"{str(path)!r} is not valid JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise CheckpointFormatError(f"{str(path)!r} must hold a JSON object, not a {type(value).__name__}")
+    return value
 
 
 def write_atomic(path, data: str | bytes) -> None:

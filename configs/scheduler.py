@@ -57,8 +57,8 @@ class SchedulerConfig:
             path = os.path.join(folder, "scheduler", "scheduler_config.json")
         if not os.path.exists(path):
             raise FileNotFoundError(f"no scheduler_config.json in {folder} or {folder}/scheduler")
-        from cogvideox_jax.convert.errors import CheckpointFormatError
-        from cogvideox_jax.convert.safetensors_io import read_json
+        from cogvideox_jax.errors import CheckpointFormatError
+        from cogvideox_jax.paths import read_json
 
         config = read_json(path)  # an unreadable / non-UTF-8 / malformed file: CheckpointFormatError naming it
         try:

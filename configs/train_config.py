@@ -43,24 +43,24 @@ class StageConfig:
     lr: float | None = None          # None → optimizer.lr
 
 
-@dataclass(frozen=True)
-class ModelExecutionConfig:
-    """How ``TrainConfig.model``'s transformer preset runs: ``TransformerConfig`` options that leave
-    what its weights compute unchanged. ``None`` keeps the preset's value (``configs/transformer.py``).
-    ``--set execution.matmul_dtype=bfloat16`` trains with bf16-operand matmuls (fp32 accumulation);
-    ``--set execution.sequence_parallel=ulysses`` (or ``ring``) with e.g. ``--set mesh=fsdp=2,sequence=4``
-    splits every clip's tokens over ``sequence`` (the batch is split over data / fsdp only)."""
-    scan_layers: bool | None = None          # nn.scan over the blocks (True) or unrolled (False)
-    remat_policy: str | None = None          # activation checkpointing: REMAT_POLICIES
-    attention_backend: str | None = None     # cogvideox_jax/models/attention.py
-    matmul_dtype: str | None = None          # MATMUL_DTYPES: "float32" | "bfloat16"
-    # "ulysses" | "ring": attention sequence-parallel over the mesh's ``sequence`` axis (inside
-    # shard_map; activations stay sequence-sharded between blocks); needs ``mesh`` with sequence > 1
-    sequence_parallel: str | None = None
+def _execution_options():
+    """``TransformerConfig``'s ``EXECUTION_FIELDS``, each ``None`` by default (the preset's value)."""
+    from configs.transformer import EXECUTION_FIELDS, TransformerConfig
 
-    def overrides(self) -> dict:
-        """The options set (not ``None``), as ``TransformerConfig`` field values."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+    hints = typing.get_type_hints(TransformerConfig)
+    return [(name, hints[name] | None, field(default=None)) for name in EXECUTION_FIELDS]
+
+
+ModelExecutionConfig = dataclasses.make_dataclass(
+    "ModelExecutionConfig", _execution_options(), frozen=True, namespace={
+        "__module__": __name__,
+        "__doc__": """How ``TrainConfig.model``'s transformer preset runs: the ``TransformerConfig`` options that
+    leave what its weights compute unchanged (``configs/transformer.py``: ``EXECUTION_FIELDS``), ``None``
+    keeping the preset's value. Spelled ``--set execution.matmul_dtype=bfloat16`` (``train``; ``train-shapes``:
+    ``transformer_train.execution.matmul_dtype``) and ``load_diffusers(folder, matmul_dtype="bfloat16")``.
+    ``execution.sequence_parallel=ulysses`` (or ``ring``) with e.g. ``mesh=fsdp=2,sequence=4`` splits every
+    clip's tokens over ``sequence``.""",
+        "overrides": lambda self: {k: v for k, v in dataclasses.asdict(self).items() if v is not None}})
 
 
 @dataclass(frozen=True)
@@ -127,16 +127,6 @@ class TrainConfig:
     text_dropout: float = 0.1        # SAT 10 % zero embeddings; finetune/ 0
     image_dropout: float = 0.05      # I2V models: conditioning image zeroed (the reference's 5 %)
     text_len: int = 226
-    object_loss_weight: float = 0.0  # > 0: v-loss x (1 + this) on object latent cells (one object on
-    object_threshold: float = 1.5    # a flat background: cogvideox_jax/shapes/object_loss_weight.py); 0 disables
-    rollout_fraction: float = 0.0    # > 0: this share of the rows (t >= rollout_min_t) is trained on the
-    rollout_max_jump: int = 300      # model's own x0 prediction from up to max_jump timesteps higher,
-    rollout_min_t: int = 100         # renoised to t (train/prediction_rollout.py); costs one forward
-    rollout_start_step: int = 0      # pass of the batch per step; off before this step
-    caption_contrast_weight: float = 0.0    # > 0: + this x the caption-contrastive term: each row also
-    caption_contrast_sharpness: float = 20.0  # denoised with a swapped caption (precomputed data's
-    caption_contrast_start_step: int = 0    # contrast_text_emb.npy; train/caption_contrast.py); from
-                                            # this step on (a second forward/backward pass per step)
     ema_decay: float = 0.0           # 0 disables EMA
     max_nonfinite_steps: int = 3     # a step with a non-finite loss / gradient norm is not applied; this many
                                      # in a row stop the run (0: never stop)

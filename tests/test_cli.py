@@ -6,8 +6,8 @@ from cogvideox_jax.cli import main
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
-from tests.pipeline_oracle import make_pipeline_folder  # noqa: E402
-from tests.sat_inverse import diffusers_transformer_to_sat, diffusers_vae_to_sat  # noqa: E402
+from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder  # noqa: E402
+from cogvideox_jax_oracles.sat_inverse import diffusers_transformer_to_sat, diffusers_vae_to_sat  # noqa: E402
 
 
 def _state(model):

@@ -12,7 +12,7 @@ from cogvideox_jax.cli import build_parser, main
 
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
-from tests.pipeline_oracle import make_pipeline_folder  # noqa: E402
+from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder  # noqa: E402
 
 
 def _entries(root):
@@ -85,15 +85,16 @@ def test_progress_under_the_cache_is_stored_and_bit_identical(tmp_path):
     from cogvideox_jax.shapes.candidate_selection import CandidateSelection
     from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
     from cogvideox_jax.shapes.default_model import default_checkpoint
+    from cogvideox_jax.shapes.sampling import sample
 
     pipe = CogVideoXPipeline.from_pretrained(default_checkpoint())
     p = "a red circle moves to the left"
     kw = dict(num_inference_steps=4, guidance_scale=6.0, seed=0, contrast_scale=4.0,
               contrast_prompts=[contrast_prompts(p, [("circle", "square", "star")])],
               selection=CandidateSelection(candidates=2, timesteps=(100, 300), repeats=1))
-    scan = pipe(p, progress=False, **kw)
+    scan = sample(pipe, p, progress=False, **kw)
     with compile_cache.configured(directory=str(tmp_path)) as path:
-        stepped = pipe(p, progress=True, **kw)
+        stepped = sample(pipe, p, progress=True, **kw)
         assert any(k[0] == "step" for k in pipe._compiled if isinstance(k, tuple))   # the host-stepped loop ran
     np.testing.assert_array_equal(stepped, scan)
     assert _entries(path)

@@ -1,5 +1,5 @@
-"""Contrast guidance: the contrast prompts, the guided prediction, and the pipeline option (off by
-default, where sampling stays the reference's)."""
+"""Contrast guidance (``cogvideox_jax/shapes``): the contrast prompts, the guided prediction, and sampling
+with it on the pipeline's ``extra_guidance`` hook (off by default, where sampling stays the reference's)."""
 from __future__ import annotations
 
 import types
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from cogvideox_jax.pipeline.cogvideox_pipeline import CogVideoXPipeline
-from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
-from cogvideox_jax.pipeline.denoise_loop import guided_prediction
+from cogvideox_jax.shapes.contrast_prompts import contrast_batch, contrast_guidance, contrast_prompts
+from cogvideox_jax.shapes.sampling import sample
 
 SHAPES = ("circle", "square", "cross")
 
@@ -28,41 +28,34 @@ def test_contrast_prompts_swap_the_named_word():
         "a red square", "a red cross", "a blue circle"]
 
 
-def test_guided_prediction_matches_the_formula():
+def test_contrast_guidance_matches_the_formula():
     rng = np.random.default_rng(0)
     b, k, g, w = 3, 2, 6.0, 4.0
     vu, vc = rng.normal(size=(2, b, 5)).astype(np.float32)
     va = rng.normal(size=(k, b, 5)).astype(np.float32)
     mask = np.asarray([[1, 1, 0], [1, 0, 0]], np.float32)   # sample 0: two contrasts, 1: one, 2: none
-    v = jnp.asarray(np.concatenate([vu, vc, *va]))
-    got = np.asarray(guided_prediction(v, g, do_cfg=True, num_contrast=k, contrast=w, contrast_mask=jnp.asarray(mask)))
     cfg = vu + g * (vc - vu)
+    got = np.asarray(contrast_guidance(jnp.asarray(cfg), jnp.asarray(vc), jnp.asarray(va), 0,
+                                       (jnp.float32(w), jnp.asarray(mask))))
     want = cfg.copy()
     want[0] += w * (vc[0] - (va[0, 0] + va[1, 0]) / 2)
     want[1] += w * (vc[1] - va[0, 1])
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-    # no contrast: plain CFG, the reference's expression
-    plain = guided_prediction(jnp.asarray(np.concatenate([vu, vc])), g, do_cfg=True)
-    np.testing.assert_array_equal(np.asarray(plain), np.asarray(jnp.asarray(vu) + g * (jnp.asarray(vc) - jnp.asarray(vu))))
-    # without CFG the contrast term is added to the conditional prediction
-    got = guided_prediction(jnp.asarray(np.concatenate([vc, *va])), g, do_cfg=False, num_contrast=k, contrast=w,
-                            contrast_mask=jnp.asarray(mask))
-    np.testing.assert_allclose(np.asarray(got)[1], vc[1] + w * (vc[1] - va[0, 1]), rtol=1e-6, atol=1e-6)
 
 
 def test_contrast_batch_is_contrast_major_and_padded_with_the_prompt():
     codes = {}
-    stub = types.SimpleNamespace(encode_prompt=lambda ps: jnp.asarray(
+    stub = types.SimpleNamespace(encode_prompt=lambda ps, _=None: jnp.asarray(
         [[[codes.setdefault(p, len(codes))]] for p in ps], jnp.float32))
     prompts = ["p0", "p1", "p2"]
-    text, mask = CogVideoXPipeline._contrast_batch(stub, prompts, [["a", "b"], ["c"], []], 4.0)
+    text, mask = contrast_batch(stub, prompts, [["a", "b"], ["c"], []])
     order = [p for p, _ in sorted(codes.items(), key=lambda kv: kv[1])]
-    assert [order[int(i)] for i in np.asarray(text)[:, 0, 0]] == ["a", "c", "p2", "b", "p1", "p2"]
+    assert text.shape == (2, 3, 1, 1)
+    assert [order[int(i)] for i in np.asarray(text).ravel()] == ["a", "c", "p2", "b", "p1", "p2"]
     np.testing.assert_array_equal(np.asarray(mask), [[1, 1, 0], [1, 0, 0]])
-    assert CogVideoXPipeline._contrast_batch(stub, prompts, [["a"], [], []], 0.0) == (None, None)
-    assert CogVideoXPipeline._contrast_batch(stub, prompts, [[], [], []], 4.0) == (None, None)
+    assert contrast_batch(stub, prompts, [[], [], []]) == (None, None)
     with pytest.raises(ValueError, match="contrast prompt lists"):
-        CogVideoXPipeline._contrast_batch(stub, prompts, [["a"]], 4.0)
+        contrast_batch(stub, prompts, [["a"]])
 
 
 def test_pipeline_contrast_guidance_on_the_default_model():
@@ -70,16 +63,17 @@ def test_pipeline_contrast_guidance_on_the_default_model():
 
     pipe = CogVideoXPipeline.from_pretrained(default_checkpoint())
     prompts = ["a large red cross moves to the left", "a small blue circle drifting upward"]
-    kw = dict(num_inference_steps=3, guidance_scale=6.0, seed=1, progress=False)
+    kw = dict(num_inference_steps=2, guidance_scale=6.0, seed=1, progress=False)
     plain = pipe(prompts, **kw)
     # off (scale 0) is exactly the reference sampling
-    np.testing.assert_array_equal(pipe(prompts, contrast_prompts=[["x"], ["y"]], contrast_scale=0.0, **kw), plain)
+    np.testing.assert_array_equal(sample(pipe, prompts, contrast_prompts=[["x"], ["y"]], contrast_scale=0.0, **kw),
+                                  plain)
     # contrasting a prompt with itself adds nothing
-    same = pipe(prompts, contrast_prompts=[[p] for p in prompts], contrast_scale=4.0, **kw)
+    same = sample(pipe, prompts, contrast_prompts=[[p] for p in prompts], contrast_scale=4.0, **kw)
     np.testing.assert_allclose(same, plain, atol=2e-5)
     # real contrasts change the sample
-    real = pipe(prompts, contrast_prompts=[contrast_prompts(p, [("circle", "cross", "square")]) for p in prompts],
-                contrast_scale=4.0, **kw)
+    real = sample(pipe, prompts, contrast_prompts=[contrast_prompts(p, [("circle", "cross", "square")])
+                                                  for p in prompts], contrast_scale=4.0, **kw)
     assert real.shape == plain.shape
     assert np.abs(real - plain).mean() > 1e-3
 

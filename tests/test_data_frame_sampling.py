@@ -5,7 +5,7 @@ import pytest
 from cogvideox_jax.data.frame_sampling import frames_at_fps, sample_frame_indices
 from cogvideox_jax.data.resize_crop import cover_size, normalize_frames, resize_center_crop
 from cogvideox_jax.data.video_decode import VideoDecodeError, probe_video, read_frames
-from tests.data_video_files import gray_level, write_video
+from cogvideox_jax_oracles.data_video_files import gray_level, write_video
 
 
 def test_indices_at_target_fps():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cogvideox_jax.data.grain_pipeline import make_train_iterator
-from tests.data_video_files import gray_level, write_folder
+from cogvideox_jax_oracles.data_video_files import gray_level, write_folder
 
 BUCKETS = "4x32x48,4x48x32,2x32x32"
 LIGHT = dict(read_threads=2, prefetch_batches=2)   # little read-ahead: the machine is shared

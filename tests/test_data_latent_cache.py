@@ -6,7 +6,7 @@ import pytest
 
 from cogvideox_jax.data.latent_cache import (LatentCacheSource, LatentCacheWriter, iterate_folder_once,
                                              make_latent_iterator, precompute_records, read_index)
-from tests.data_video_files import write_folder
+from cogvideox_jax_oracles.data_video_files import write_folder
 
 LOGVAR = float(np.log(0.25))
 

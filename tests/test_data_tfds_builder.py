@@ -8,7 +8,7 @@ pytest.importorskip("tensorflow_datasets")
 
 from cogvideox_jax.data.grain_pipeline import make_train_iterator  # noqa: E402
 from cogvideox_jax.data.tfds_builder import TfdsVideoSource, build_tfds, make_tfds_train_iterator  # noqa: E402
-from tests.data_video_files import write_folder  # noqa: E402
+from cogvideox_jax_oracles.data_video_files import write_folder  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ def test_cli_sample_of_the_default_model_is_the_recorded_video(tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out, frames = str(tmp_path / "video.mp4"), str(tmp_path / "frames.npy")
     # the command as a user runs it: its own process, without the suite's 8 devices and matmul precision
-    script = ("import sys, numpy as np; import cogvideox_jax.pipeline.cli_commands as c; save = c.save_video; "
+    script = ("import sys, numpy as np; import cogvideox_jax.data.video_io as c; save = c.save_video; "
               "c.save_video = lambda p, v, fps: (np.save(sys.argv[2], np.asarray(v)), save(p, v, fps)); "
               "from cogvideox_jax.cli import main; "
               "sys.exit(main(['sample', '--prompt', 'a red circle moves to the left', '--out', sys.argv[1]]))")

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from cogvideox_jax.cli import main
-from cogvideox_jax.convert.errors import CheckpointFormatError, WeightMismatchError
+from cogvideox_jax.errors import CheckpointFormatError, WeightMismatchError
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
-from tests.pipeline_oracle import make_pipeline_folder  # noqa: E402
+from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder  # noqa: E402
 
 SIZE = ["--frames", "9", "--height", "32", "--width", "48"]
 

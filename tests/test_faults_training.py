@@ -137,7 +137,7 @@ def test_skipped_videos_are_counted_in_the_metrics(tmp_path):
     from configs.train_config import DataConfig
     from cogvideox_jax.train.model_factory import ModelSpec, StandInVideoModel
     from cogvideox_jax.train.video_latents import video_data_factory
-    from tests.data_video_files import write_folder
+    from cogvideox_jax_oracles.data_video_files import write_folder
 
     data = tmp_path / "data"
     write_folder(data, [dict(num_frames=12, height=32, width=32, fps=8.0, noise=True) for _ in range(8)]

@@ -17,7 +17,7 @@ from cogvideox_jax.convert.safetensors_io import read_folder
 from cogvideox_jax.train.init_source import InitError
 from cogvideox_jax.train.trainer import Trainer
 from tests.tensorboard_events import images as tb_images
-from tests.transformer_oracle import VARIANTS, make_torch_transformer
+from cogvideox_jax_oracles.transformer_oracle import VARIANTS, make_torch_transformer
 
 MESH = "data=2,fsdp=4"
 
@@ -45,7 +45,7 @@ def assert_trees_equal(a, b):
 
 @pytest.fixture(scope="module")
 def pipeline_5b(tmp_path_factory):
-    from tests.pipeline_oracle import make_pipeline_folder
+    from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder
 
     folder, pipe = make_pipeline_folder(str(tmp_path_factory.mktemp("pipe")), "5b")
     return folder, pipe
@@ -124,7 +124,7 @@ def test_finetune_validate_export_and_sample(tmp_path, pipeline_5b, capsys):
     from diffusers import CogVideoXPipeline as TorchPipeline
 
     from cogvideox_jax.train.run_workdir import model_weights
-    from tests.transformer_oracle import reference_forward
+    from cogvideox_jax_oracles.transformer_oracle import reference_forward
 
     folder, _ = pipeline_5b
     run = tmp_path / "run"

@@ -28,7 +28,7 @@ def test_finetune_with_everything_on_gcs(gcs, tmp_path, monkeypatch):
     from cogvideox_jax.data.latent_cache import LatentCacheWriter
     from cogvideox_jax.pipeline import CogVideoXPipeline
     from cogvideox_jax.train.trainer import Trainer
-    from tests.pipeline_oracle import make_pipeline_folder
+    from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COGVIDEOX_JAX_CACHE", str(tmp_path / "cache"))

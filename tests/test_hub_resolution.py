@@ -13,7 +13,7 @@ from cogvideox_jax.pipeline.components import local_pipeline
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("huggingface_hub")
-from tests.pipeline_oracle import make_pipeline_folder  # noqa: E402
+from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder  # noqa: E402
 
 REPO = "tiny-org/CogVideoX-tiny"
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from cogvideox_jax.convert.errors import CheckpointFormatError
+from cogvideox_jax.errors import CheckpointFormatError
 from cogvideox_jax.convert.lora_files import (lora_tree_from_file, merge_lora_files, read_lora,
                                               write_diffusers_lora)
 from cogvideox_jax.convert.transformer import load_transformer
@@ -20,7 +20,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
-from tests.transformer_oracle import make_torch_transformer, reference_forward  # noqa: E402
+from cogvideox_jax_oracles.transformer_oracle import make_torch_transformer, reference_forward  # noqa: E402
 
 VARIANT = "5b"
 ATTN = ["to_q", "to_k", "to_v", "to_out.0"]

@@ -14,7 +14,7 @@ from cogvideox_jax.cli import main
 from cogvideox_jax.pipeline import CogVideoXPipeline
 from cogvideox_jax.train import lora as lora_lib
 from cogvideox_jax.train.trainer import Trainer
-from tests.pipeline_oracle import make_pipeline_folder, to_torch_latents
+from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder, to_torch_latents
 
 FRAMES, HEIGHT, WIDTH, STEPS = 9, 32, 48, 2
 PROMPT = "a small red circle moves to the left"

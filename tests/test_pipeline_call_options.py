@@ -10,7 +10,7 @@ from cogvideox_jax.pipeline import CogVideoXPipeline
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
-from tests.pipeline_oracle import make_pipeline_folder, to_torch_latents  # noqa: E402
+from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder, to_torch_latents  # noqa: E402
 from tests.test_pipeline_parity import _same_scheduler_noise  # noqa: E402
 
 KW = dict(num_frames=9, height=32, width=48, num_inference_steps=3, guidance_scale=6.0, progress=False)

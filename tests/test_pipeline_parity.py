@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 from diffusers.schedulers import scheduling_dpm_cogvideox  # noqa: E402
 
-from tests.pipeline_oracle import make_pipeline_folder, to_torch_latents  # noqa: E402
+from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder, to_torch_latents  # noqa: E402
 
 
 @contextlib.contextmanager

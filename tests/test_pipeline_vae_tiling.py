@@ -9,9 +9,9 @@ from cogvideox_jax.pipeline import CogVideoXPipeline
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
-from tests.pipeline_oracle import make_pipeline_folder, to_torch_latents  # noqa: E402
+from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder, to_torch_latents  # noqa: E402
 from tests.test_pipeline_parity import _same_scheduler_noise  # noqa: E402
-from tests.vae_oracle import rel_err  # noqa: E402
+from cogvideox_jax_oracles.vae_oracle import rel_err  # noqa: E402
 
 # the tiny VAE's own defaults (16 x 24 px tiles) do not line up (see tiling.py): tiles of 48 x 40 px
 # (latent 6 x 5, every 5 x 4 latents) with diffusers' overlap factors; 64 x 48 px -> 2 x 2 tiles

@@ -6,7 +6,7 @@ import pytest
 
 from cogvideox_jax.cli import main
 from cogvideox_jax.data.latent_cache import LatentCacheSource, read_index
-from tests.data_video_files import write_folder
+from cogvideox_jax_oracles.data_video_files import write_folder
 
 pytest.importorskip("torch")
 from tests.test_train_videos import pretrained_root  # noqa: E402,F401  (the tiny VAE + T5 + tokenizer folder)

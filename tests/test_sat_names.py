@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cogvideox_jax.convert.sat_names import sat_transformer_to_diffusers, sat_vae_to_diffusers
-from tests.sat_inverse import diffusers_transformer_to_sat, diffusers_vae_to_sat
+from cogvideox_jax_oracles.sat_inverse import diffusers_transformer_to_sat, diffusers_vae_to_sat
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")

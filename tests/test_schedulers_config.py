@@ -96,7 +96,7 @@ def test_guidance_matches_pipeline_transcription(steps, dynamic):
     assert table.dtype == np.float32 and table.shape == (steps,)
     for i, (w, guided) in enumerate(ref):
         assert table[i] == np.float32(w)
-        np.testing.assert_allclose(np.asarray(g.guide_batched(jnp.asarray(pred), table[i])), guided.numpy(),
+        np.testing.assert_allclose(np.asarray(g.classifier_free_guidance(*jnp.split(jnp.asarray(pred), 2), table[i])), guided.numpy(),
                                    rtol=0, atol=1e-6)
     if dynamic:  # the timestep-value quirk: scales are not a monotone ramp and stay in [1, 1 + w]
         assert np.all((table >= 1) & (table <= 7)) and not np.all(np.diff(table) >= 0)

@@ -1,5 +1,5 @@
 """The embedded-default-model recipe (``cogvideox-jax train-shapes``) end to end at a toy size:
-dataset -> tokenizer -> T5 -> VAE training -> decoder fine-tune -> latents -> transformer training -> its fine-tune -> checkpoint -> eval,
+dataset -> tokenizer -> T5 -> VAE training -> decoder fine-tune -> latents -> transformer training -> checkpoint -> eval,
 then resume (every stage skipped), an interrupted transformer stage resumed from its checkpoint, sampling from the written checkpoint through the CLI, and the
 transformer stage again with the T5 trained alongside (``train_text_encoder``)."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cogvideox_jax.shapes.config import DatasetConfig, EvalConfig, SamplingConfig, VAEPhase, get_config
-from configs.train_config import StageConfig
+from configs.train_config import ModelExecutionConfig, StageConfig
 from configs.vae import VAEConfig
 
 
@@ -35,15 +35,12 @@ def _toy_recipe():
         transformer_train=dataclasses.replace(
             tt, batch_size=8, stages=(StageConfig(name="toy", steps=3, num_frames=9, height=64, width=64),),
             checkpoint=dataclasses.replace(tt.checkpoint, every_steps=3, async_save=False), log_every=1),
-        transformer_finetune=dataclasses.replace(
-            r.transformer_finetune, batch_size=8,
-            stages=(StageConfig(name="toy", steps=2, num_frames=9, height=64, width=64),),
-            checkpoint=dataclasses.replace(tt.checkpoint, every_steps=2, async_save=False), log_every=1),
         sampling=SamplingConfig(steps=2, guidance_scale=6.0),
         evaluation=EvalConfig(num_prompts=2, seeds=(0,)),
     )
 
 
+@pytest.mark.slow  # every stage of train-shapes at toy size, interrupted and resumed (~5 min on 2 cores)
 def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     from cogvideox_jax.cli import main as cli_main
     from cogvideox_jax.convert.params_checkpoint import restore_params
@@ -67,15 +64,10 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     vae_cfg = json.load(open(os.path.join(work, "checkpoint", "vae", "config.json")))
     scaling = json.load(open(os.path.join(work, "latents", "scaling.json")))["scaling_factor"]
     assert vae_cfg["scaling_factor"] == pytest.approx(scaling) and vae_cfg["latents_mean"] is None
-    # the fine-tune stage trained on from the transformer stage's weights with the caption-contrastive
-    # term, and the checkpoint ships its weights
-    logged = [json.loads(line) for line in open(os.path.join(work, "transformer_finetune", "run", "logs",
-                                                             "metrics.jsonl"))]
-    assert len(logged) == 2 and all(r["caption_contrast"] > 0 for r in logged)
-    stage, tuned, shipped = (restore_params(os.path.join(work, *d)) for d in (
-        ("transformer", "params"), ("transformer_finetune", "params"), ("checkpoint", "transformer", "params")))
-    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(stage), jax.tree.leaves(tuned)))
-    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(tuned), jax.tree.leaves(shipped)))
+    # the checkpoint ships the transformer stage's weights
+    stage, shipped = (restore_params(os.path.join(work, *d)) for d in (("transformer", "params"),
+                                                                       ("checkpoint", "transformer", "params")))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(stage), jax.tree.leaves(shipped)))
     summary = json.load(open(os.path.join(work, "eval", "summary.json")))
     assert summary["samples"]["num_videos"] == 2 and summary["num_prompts"] == 2
     assert set(summary["samples"]["accuracy"]) >= {"color", "shape", "direction"}
@@ -150,10 +142,7 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert read_video_uint8(video).shape == (9, 64, 64, 3)
 
     # train_text_encoder: the T5 trains with the transformer on the cached token ids, and the checkpoint
-    # ships that T5 (the stages before the transformer's are reused from the run above); this run also
-    # adds the caption-contrastive term, on the latents stage's swapped-caption token ids, and skips
-    # the fine-tune stage (0 steps: the transformer stage's weights passed on)
-    from cogvideox_jax.shapes.dataset.swapped_captions import swapped_shape_captions
+    # ships that T5 (the stages before the transformer's are reused from the run above)
     from cogvideox_jax.models.t5.prompt_encoding import load_tokenizer, tokenize_prompts
 
     ids = np.load(os.path.join(work, "latents", "text_ids.npy"))
@@ -162,20 +151,10 @@ def test_recipe_runs_end_to_end_and_resumes(tmp_path, capsys):
     np.testing.assert_array_equal(ids, tokenize_prompts(tok, all_captions, 24))
     np.testing.assert_array_equal(np.load(os.path.join(work, "latents", "null_text_ids.npy")),
                                   tokenize_prompts(tok, [""], 24)[0])
-    swapped = np.load(os.path.join(work, "latents", "contrast_text_ids.npy"))
-    np.testing.assert_array_equal(swapped[3], tokenize_prompts(tok, swapped_shape_captions(all_captions[3]), 24))
-    chex.assert_shape(np.load(os.path.join(work, "latents", "contrast_text_emb.npy")), (8, 5, 24, 64))
     joint = str(tmp_path / "joint")
     for s in STAGES[:STAGES.index("transformer")]:
         shutil.copytree(os.path.join(work, s), os.path.join(joint, s))
-    toy = _toy_recipe()
-    no_finetune = dataclasses.replace(toy.transformer_finetune, stages=(dataclasses.replace(
-        toy.transformer_finetune.stages[0], steps=0),))
-    run(dataclasses.replace(toy, train_text_encoder=True, transformer_finetune=no_finetune,
-                            transformer_train=dataclasses.replace(toy.transformer_train, caption_contrast_weight=4.0)),
-        joint, stop_after="checkpoint", progress=False)
-    logged = [json.loads(line) for line in open(os.path.join(joint, "transformer", "run", "logs", "metrics.jsonl"))]
-    assert len(logged) == 3 and all(r["caption_contrast"] > 0 for r in logged)
+    run(dataclasses.replace(_toy_recipe(), train_text_encoder=True), joint, stop_after="checkpoint", progress=False)
     trained = restore_params(os.path.join(joint, "transformer", "text_encoder_params"))
     shipped = restore_params(os.path.join(joint, "checkpoint", "text_encoder", "params"))
     frozen = restore_params(os.path.join(joint, "text_encoder", "params"))
@@ -210,23 +189,39 @@ def test_stage_keys_follow_the_settings_each_stage_reads():
     after_vae = STAGES[STAGES.index("vae"):]
     assert changed("vae_train.lr=5e-4") == list(after_vae)
     assert changed("vae_decoder_train.lr=5e-4") == [s for s in after_vae if s != "vae"]
-    assert changed("transformer_train.seed=1") == ["transformer", "transformer_finetune", "checkpoint", "eval"]
-    assert changed("transformer.num_layers=3") == ["transformer", "transformer_finetune", "checkpoint", "eval"]
+    assert changed("transformer_train.seed=1") == ["transformer", "checkpoint", "eval"]
+    assert changed("transformer.num_layers=3") == ["transformer", "checkpoint", "eval"]
+    assert changed("object_loss_weight=2.0") == ["transformer", "checkpoint", "eval"]
     assert changed("transformer.max_text_seq_length=32") == list(STAGES[STAGES.index("latents"):])
     assert changed("sampling.contrast_scale=2.0") == ["checkpoint", "eval"]
     assert changed("evaluation.seeds=2,3") == ["eval"]
     assert changed("dataset.seed=5") == list(STAGES)  # the T5's init seed is the dataset's + 17
     # an option added after stage keys changes them only when used (older workdirs keep their stages)
-    assert "latent_noise" not in stage_record(get_config(), "vae", {"dataset": "x"})["settings"]["vae_train"]
-    assert changed("vae_train.latent_noise=0.5") == list(after_vae)
-    assert changed("vae_decoder_train.latent_noise=0.5") == [s for s in after_vae if s != "vae"]
-    # the preset trains with bf16 matmuls; at the option's fp32 default it leaves the key as it was
-    assert changed("transformer.matmul_dtype=float32") == ["transformer", "transformer_finetune", "checkpoint", "eval"]
-    fp32 = apply_overrides(get_config(), ["transformer.matmul_dtype=float32"])
-    assert "matmul_dtype" not in stage_record(fp32, "transformer", {"latents": "x"})["settings"]["transformer"]
+    # the preset trains with bf16 matmuls; a stage's execution options enter its key only when set
+    assert changed("transformer_train.execution.matmul_dtype=float32") == ["transformer", "checkpoint", "eval"]
+    fp32 = apply_overrides(get_config(), ["transformer_train.execution.matmul_dtype=float32"])
+    assert stage_record(fp32, "transformer", {"latents": "x"})["settings"]["transformer_train"]["execution"] == {
+        **dataclasses.asdict(ModelExecutionConfig()), "matmul_dtype": "float32"}
     settings = stage_record(get_config(), "transformer", {"latents": "x"})["settings"]
     assert settings["transformer"]["matmul_dtype"] == "bfloat16"
-    assert "execution" not in settings["transformer_train"]  # TrainConfig.execution: rejected by the recipe
+    assert "execution" not in settings["transformer_train"]
+
+
+def test_transformer_stage_weights_the_object_cells(tmp_path, monkeypatch):
+    """The transformer stage gives the core Trainer the recipe's object loss weights (its loss_weights hook)."""
+    import jax.numpy as jnp
+
+    from cogvideox_jax.shapes.recipe import stage_transformer
+    from cogvideox_jax.train import trainer
+
+    def stop(cfg, workdir, **kw):
+        raise InterruptedError(kw["loss_weights"])
+
+    monkeypatch.setattr(trainer, "Trainer", stop)
+    with pytest.raises(InterruptedError) as got:
+        stage_transformer(get_config(), str(tmp_path), str(tmp_path))
+    x0 = jnp.zeros((1, 1, 2, 2, 16)).at[0, 0, 0, 0].set(10.0)   # one object cell on a flat background
+    np.testing.assert_array_equal(got.value.args[0](x0)[0, 0, :, :, 0], [[5.0, 1.0], [1.0, 1.0]])
 
 
 def test_an_interrupted_stage_resumes_only_under_its_key(tmp_path):
@@ -256,9 +251,8 @@ def test_eval_split_and_execution_are_checked_before_any_stage_runs(tmp_path):
         run(apply_overrides(get_config(), ["evaluation.split=train"]), str(work), progress=False)
     with pytest.raises(ValueError, match="one of"):
         run(apply_overrides(get_config(), ["evaluation.split=test"]), str(work), progress=False)
-    with pytest.raises(ValueError, match="transformer.matmul_dtype"):
-        run(apply_overrides(get_config(), ["transformer_train.execution.matmul_dtype=float32"]), str(work),
-            progress=False)
+    with pytest.raises(ValueError, match="transformer_train.execution.matmul_dtype"):
+        run(apply_overrides(get_config(), ["transformer.matmul_dtype=float32"]), str(work), progress=False)
     assert not work.exists()
     ev = apply_overrides(get_config(), ["evaluation.split=train", "evaluation.num_prompts=4"]).evaluation
     ev.check()
@@ -266,7 +260,7 @@ def test_eval_split_and_execution_are_checked_before_any_stage_runs(tmp_path):
 
 
 def test_install_default_model_copies_a_checkpoint(tmp_path):
-    from cogvideox_jax.convert.errors import CheckpointFormatError
+    from cogvideox_jax.errors import CheckpointFormatError
     from cogvideox_jax.shapes.default_model import install_default_model
 
     src = tmp_path / "ck"

@@ -9,7 +9,7 @@ from cogvideox_jax.pipeline import CogVideoXPipeline
 
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
-from tests import pipeline_oracle  # noqa: E402
+from cogvideox_jax_oracles import pipeline_oracle  # noqa: E402
 
 # the 5b-style tiny pipeline with 4 heads, so Ulysses divides a sequence degree of 4
 STYLE = "5b-4heads"
@@ -56,18 +56,20 @@ def test_sharded_sampling_matches_single_device(folder_and_reference, mesh, sche
 
 
 def test_sharded_contrast_guidance_matches_single_device(folder_and_reference):
-    """Contrast guidance stacks (2 + K) x B rows through the CFG batch's sharding: with a stack the data
-    axis divides (K = 2: 4 rows) and one it does not (K = 1: 3 rows, replicated), the video equals
-    single-device sampling's."""
+    """Contrast guidance (the shapes project's, on the ``extra_guidance`` hook) stacks (2 + K) x B rows
+    through the CFG batch's sharding: with a stack the data axis divides (K = 2: 4 rows) and one it does
+    not (K = 1: 3 rows, replicated), the video equals single-device sampling's."""
+    from cogvideox_jax.shapes.sampling import sample
+
     folder, plain = folder_and_reference
     single = CogVideoXPipeline.from_pretrained(folder)
     sharded = CogVideoXPipeline.from_pretrained(folder, mesh="data=2,sequence=4", sequence_parallel="ulysses")
     for contrasts in (["A small red square moves slowly to the left.", "A small red cross moves slowly to the left."],
                       ["A small red square moves slowly to the left."]):
         kw = dict(KW, contrast_prompts=[contrasts], contrast_scale=3.0)
-        ref = single(PROMPT, **kw)
+        ref = sample(single, PROMPT, **kw)
         assert np.abs(ref - plain).mean() > 1e-4  # the contrast term is there
-        np.testing.assert_allclose(sharded(PROMPT, **kw), ref, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(sample(sharded, PROMPT, **kw), ref, atol=1e-4, rtol=0)
 
 
 def test_context_parallel_vae_decode_in_the_pipeline(folder_and_reference):

@@ -15,7 +15,7 @@ transformers = pytest.importorskip("transformers")
 
 from configs.t5 import T5_V1_1_XXL, T5Config, get_preset  # noqa: E402
 from cogvideox_jax.convert import WeightMismatchError, load_diffusers  # noqa: E402
-from cogvideox_jax.convert.errors import CheckpointFormatError  # noqa: E402
+from cogvideox_jax.errors import CheckpointFormatError  # noqa: E402
 from cogvideox_jax.convert.t5 import convert_t5_state_dict, load_t5  # noqa: E402
 from cogvideox_jax.models.t5 import T5EncoderModel, encode_prompts, encode_prompts_jit  # noqa: E402
 from cogvideox_jax.models.t5.relative_position_bias import relative_position_bucket  # noqa: E402

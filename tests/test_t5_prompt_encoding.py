@@ -20,7 +20,7 @@ from cogvideox_jax.models.t5 import (  # noqa: E402
     load_tokenizer,
     tokenize_prompts,
 )
-from tests.tiny_tokenizer import _sentences, make_t5_tokenizer  # noqa: E402
+from cogvideox_jax_oracles.tiny_tokenizer import _sentences, make_t5_tokenizer  # noqa: E402
 
 SHORT = ["A red ball rolls along the garden.", "", "An orange kite flies above a calm lake at night."]
 LONG = [" ".join(_sentences(6)), "A tiny cat.", " ".join(_sentences(3)) + " zebra!"]

@@ -1,4 +1,4 @@
-"""AOT compilation for TPU topologies (cogvideox_jax/parallel/tpu_aot.py).
+"""AOT compilation for TPU topologies (cogvideox_jax/tpu_aot.py).
 
 The command itself runs in every test run: without libtpu (this venv) it must exit with status 2 and
 say what to install; with libtpu (the interpreter here if it has it, and ``.venv-tpu`` where it exists)
@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from configs.transformer import get_preset
-from cogvideox_jax.parallel import tpu_aot
+from cogvideox_jax import tpu_aot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TPU_VENV_PYTHON = os.path.join(ROOT, ".venv-tpu", "bin", "python")

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from cogvideox_jax.cli import main
-from tests.pipeline_oracle import make_pipeline_folder
+from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "launch"))

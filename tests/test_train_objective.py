@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from configs.train_config import OptimizerConfig, StageConfig, TrainConfig, apply_overrides
-from cogvideox_jax.train.diffusion_loss import (add_noise, training_alphas_cumprod, v_prediction_loss,
-                                                velocity_target, weighted_x0_loss)
+from cogvideox_jax.diffusion.training_targets import add_noise, velocity_target
+from cogvideox_jax.train.diffusion_loss import training_alphas_cumprod, v_prediction_loss, weighted_x0_loss
 from cogvideox_jax.train.optimizer import lr_schedule, make_optimizer
 from cogvideox_jax.train.text_dropout import drop_text
 from cogvideox_jax.train.timestep_sampling import (explicit_uniform_timesteps, num_timestep_groups,
@@ -30,13 +30,14 @@ def test_v_loss_equals_sat_weighted_x0_loss():
     x0 = jax.random.normal(k1, (4, 2, 4, 4, 3))
     eps = jax.random.normal(k2, x0.shape)
     v_pred = jax.random.normal(k3, x0.shape)
-    a = jnp.asarray(training_alphas_cumprod()[np.array([0, 250, 700, 999])], jnp.float32)
-    np.testing.assert_allclose(v_prediction_loss(v_pred, x0, eps, a), weighted_x0_loss(v_pred, x0, eps, a), rtol=2e-4)
+    ac, t = jnp.asarray(training_alphas_cumprod(), jnp.float32), jnp.array([0, 250, 700, 999])
+    np.testing.assert_allclose(v_prediction_loss(ac, v_pred, x0, eps, t), weighted_x0_loss(ac, v_pred, x0, eps, t),
+                               rtol=2e-4)
     # the true velocity gives zero loss, and x0 = √ᾱ·x_t − √(1−ᾱ)·v recovers the clean latent
-    v = velocity_target(x0, eps, a)
-    assert float(v_prediction_loss(v, x0, eps, a)) == 0.0
-    ab = a[:, None, None, None, None]
-    np.testing.assert_allclose(jnp.sqrt(ab) * add_noise(x0, eps, a) - jnp.sqrt(1 - ab) * v, x0, atol=1e-5)
+    v = velocity_target(ac, x0, eps, t)
+    assert float(v_prediction_loss(ac, v, x0, eps, t)) == 0.0
+    ab = ac[t][:, None, None, None, None]
+    np.testing.assert_allclose(jnp.sqrt(ab) * add_noise(ac, x0, eps, t) - jnp.sqrt(1 - ab) * v, x0, atol=1e-5)
 
 
 def test_explicit_uniform_sampling_per_shard_intervals_cover_range():
@@ -154,13 +155,13 @@ def test_weighted_v_loss_is_the_weighted_mean_of_squared_errors():
     x0 = jax.random.normal(k1, (3, 2, 4, 4, 5))
     noise = jax.random.normal(k2, x0.shape)
     v_pred = jax.random.normal(k3, x0.shape)
-    a = jnp.asarray([0.9, 0.5, 0.1], jnp.float32)
+    ac, t = jnp.asarray([0.9, 0.5, 0.1], jnp.float32), jnp.arange(3)
     w = 1.0 + 4.0 * (jax.random.uniform(k4, x0.shape[:-1] + (1,)) > 0.7)
-    v = velocity_target(x0, noise, a)
-    np.testing.assert_allclose(v_prediction_loss(v_pred, x0, noise, a, weights=w),
+    v = velocity_target(ac, x0, noise, t)
+    np.testing.assert_allclose(v_prediction_loss(ac, v_pred, x0, noise, t, weights=w),
                                jnp.mean(w * jnp.square(v_pred - v)), rtol=1e-6)
-    np.testing.assert_allclose(v_prediction_loss(v_pred, x0, noise, a, weights=jnp.ones_like(w)),
-                               v_prediction_loss(v_pred, x0, noise, a), rtol=1e-6)
+    np.testing.assert_allclose(v_prediction_loss(ac, v_pred, x0, noise, t, weights=jnp.ones_like(w)),
+                               v_prediction_loss(ac, v_pred, x0, noise, t), rtol=1e-6)
 
 
 def test_timestep_density_tables():

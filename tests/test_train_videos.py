@@ -7,10 +7,10 @@ from configs.train_config import DataConfig, OptimizerConfig, StageConfig
 from cogvideox_jax.train.model_factory import ModelSpec, StandInVideoModel
 from cogvideox_jax.train.trainer import Trainer
 from cogvideox_jax.train.video_latents import frozen_encoders, video_data_factory
-from tests.data_video_files import write_folder
+from cogvideox_jax_oracles.data_video_files import write_folder
 from tests.test_train_loop import tiny_cfg
-from tests.tiny_tokenizer import make_t5_tokenizer
-from tests.vae_oracle import make_torch_vae
+from cogvideox_jax_oracles.tiny_tokenizer import make_t5_tokenizer
+from cogvideox_jax_oracles.vae_oracle import make_torch_vae
 
 
 @pytest.fixture(scope="module")

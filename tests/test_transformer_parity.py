@@ -8,7 +8,7 @@ from cogvideox_jax.convert import WeightMismatchError, load_diffusers
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
-from tests.transformer_oracle import make_torch_transformer, reference_forward  # noqa: E402
+from cogvideox_jax_oracles.transformer_oracle import make_torch_transformer, reference_forward  # noqa: E402
 
 # variant -> [(t, h, w) latent sizes]: the config's sample size and a different one
 SIZES = {

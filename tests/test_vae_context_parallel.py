@@ -1,4 +1,4 @@
-"""Context-parallel VAE (``parallel/context_parallel_vae.py``): the time axis (and/or the rows) split over
+"""Context-parallel VAE (``cogvideox_jax/models/vae/context_parallel.py``): the time axis (and/or the rows) split over
 mesh axes with explicit halo exchange and psum-ed GroupNorm statistics equals single-device ``whole`` mode."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from configs.vae import VAEConfig
 from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
-from cogvideox_jax.parallel.context_parallel_vae import (context_parallel_decode, context_parallel_encode,
+from cogvideox_jax.models.vae.context_parallel import (context_parallel_decode, context_parallel_encode,
                                                          from_time_blocks, to_time_blocks)
 from cogvideox_jax.parallel.mesh import make_mesh
 

@@ -1,4 +1,4 @@
-"""The documented lean VAE decode (``cogvideox_jax.models.vae.VAEDecoder`` / ``decode_video``): decoder-only
+"""The documented lean VAE decode (``cogvideox_jax.pipeline.VAEDecoder`` / ``decode_video``): decoder-only
 weights, the memory-optimized compile, the pipeline's scaling and output; from a VAE folder, a pipeline
 root or through the pipeline's own decode."""
 import jax
@@ -6,11 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cogvideox_jax.models.vae import TilingConfig, VAEDecoder, decode_video
+from cogvideox_jax.models.vae import TilingConfig
+from cogvideox_jax.pipeline import VAEDecoder, decode_video
 
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
-from tests.pipeline_oracle import make_pipeline_folder  # noqa: E402
+from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder  # noqa: E402
 
 
 @pytest.fixture(scope="module")

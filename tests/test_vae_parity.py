@@ -13,7 +13,7 @@ pytest.importorskip("diffusers")
 
 from cogvideox_jax.convert import load_diffusers  # noqa: E402
 from cogvideox_jax.models.vae.frame_batching import chunk_plan  # noqa: E402
-from tests.vae_oracle import from_torch, make_torch_vae, rel_err, to_torch  # noqa: E402
+from cogvideox_jax_oracles.vae_oracle import from_torch, make_torch_vae, rel_err, to_torch  # noqa: E402
 
 TOL = 1e-4
 H, W = 16, 24

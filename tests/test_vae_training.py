@@ -1,4 +1,4 @@
-"""VAE training objective and loop (``train/vae_objective.py``, ``train/vae_trainer.py``)."""
+"""VAE training objective and loop (``cogvideox_jax/shapes/vae_objective.py``, ``cogvideox_jax/shapes/vae_trainer.py``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,8 +13,8 @@ import pytest
 from cogvideox_jax.shapes.config import VAEPhase, VAETrainConfig
 from configs.vae import VAEConfig
 from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
-from cogvideox_jax.train.vae_objective import VAELossWeights, foreground_weights, vae_loss
-from cogvideox_jax.train.vae_trainer import foreground_centroids, random_crops, reconstruct, train_vae
+from cogvideox_jax.shapes.vae_objective import VAELossWeights, foreground_weights, vae_loss
+from cogvideox_jax.shapes.vae_trainer import foreground_centroids, random_crops, reconstruct, train_vae
 
 TINY = VAEConfig(block_out_channels=(8, 8), down_block_types=("CogVideoXDownBlock3D",) * 2,
                  up_block_types=("CogVideoXUpBlock3D",) * 2, layers_per_block=1, latent_channels=4,
@@ -101,6 +101,7 @@ def test_foreground_weighted_loss_weighs_object_pixels():
     np.testing.assert_allclose(float(m["mse"]), (err ** 2).mean(), rtol=1e-5)   # PSNR stays unweighted
 
 
+@pytest.mark.slow  # the shapes recipe's VAE stage end to end (~1-1.5 min on 2 cores)
 def test_train_vae_reduces_reconstruction_error():
     clips = _clips()
     vae = AutoencoderKLCogVideoX(TINY)
@@ -113,6 +114,7 @@ def test_train_vae_reduces_reconstruction_error():
     assert rec.shape == clips[:2].shape and rec.dtype == np.uint8
 
 
+@pytest.mark.slow  # the shapes recipe's VAE stage end to end (~1-1.5 min on 2 cores)
 def test_train_vae_resumes_from_its_checkpoint_to_the_uninterrupted_weights(tmp_path, capsys):
     """With ``checkpoint_dir``, a second call resumes from the latest checkpoint (here step 4, past the
     first phase) and ends at the weights of a run never interrupted."""
@@ -131,6 +133,7 @@ def test_train_vae_resumes_from_its_checkpoint_to_the_uninterrupted_weights(tmp_
     chex.assert_trees_all_equal(resumed, uninterrupted)
 
 
+@pytest.mark.slow  # the shapes recipe's VAE stage end to end (~1-1.5 min on 2 cores)
 def test_decoder_only_phase_keeps_the_encoder_and_trains_the_decoder():
     """A ``train_encoder=False`` phase from given params: the encoder (so every latent) is bit-identical,
     the decoder moves and reconstructs better than before."""
@@ -147,47 +150,3 @@ def test_decoder_only_phase_keeps_the_encoder_and_trains_the_decoder():
                for a, b in zip(jax.tree.leaves(base["decoder"]), jax.tree.leaves(tuned["decoder"])))
     err = [np.mean((reconstruct(vae, p, clips[:4]).astype(np.float32) - clips[:4]) ** 2) for p in (base, tuned)]
     assert err[1] < 0.7 * err[0], err
-
-
-def test_scale_equivariance_term_decodes_the_pooled_latent_to_the_pooled_clip():
-    """The loss adds ``weight·(l1 + mse)`` of (decode(2x2-pooled z) vs the 2x2-pooled clip), the
-    latent cropped to even size first (10 px → a 5x5 latent here → its 4x4 corner, 8 px of the clip)."""
-    vae = AutoencoderKLCogVideoX(TINY)
-    x = jax.random.uniform(jax.random.PRNGKey(0), (2, 5, 10, 10, 3), minval=-1, maxval=1)
-    params = vae.init(jax.random.PRNGKey(1), x, frame_batching="whole")["params"]
-    key = jax.random.PRNGKey(2)
-    base, _ = vae_loss(vae, params, x, key, VAELossWeights(kl=0.0))
-    loss, m = vae_loss(vae, params, x, key, VAELossWeights(kl=0.0, scale_equivariance=0.7))
-    z = np.asarray(vae.apply({"params": params}, x, frame_batching="whole", method="encode").sample(key))
-    assert z.shape[2:4] == (5, 5)
-    zp = z[:, :, :4, :4].reshape(2, z.shape[1], 2, 2, 2, 2, -1).mean(axis=(3, 5))
-    xp = np.asarray(x)[:, :, :8, :8].reshape(2, 5, 4, 2, 4, 2, 3).mean(axis=(3, 5))
-    err = np.asarray(vae.apply({"params": params}, zp, frame_batching="whole", method="decode")) - xp
-    assert err.shape == xp.shape
-    np.testing.assert_allclose(float(m["l1_half"]), np.abs(err).mean(), rtol=1e-5)
-    np.testing.assert_allclose(float(loss), float(base) + 0.7 * (np.abs(err).mean() + (err ** 2).mean()), rtol=1e-5)
-
-
-def test_latent_noise_decodes_a_noised_posterior_sample():
-    """With ``latent_noise`` the reconstruction terms are those of decode(z + σ·std(z)·ε), σ per clip
-    in [0, max]; at 0 the loss is the plain one (same key, same posterior sample)."""
-    from cogvideox_jax.train.vae_objective import noised_latent
-
-    vae = AutoencoderKLCogVideoX(TINY)
-    x = jax.random.uniform(jax.random.PRNGKey(0), (2, 5, 8, 8, 3), minval=-1, maxval=1)
-    params = vae.init(jax.random.PRNGKey(1), x, frame_batching="whole")["params"]
-    key = jax.random.PRNGKey(2)
-    loss, m = vae_loss(vae, params, x, key, VAELossWeights(kl=0.0, latent_noise=0.5))
-    k_sample, k_noise = jax.random.split(key)
-    z = vae.apply({"params": params}, x, frame_batching="whole", method="encode").sample(k_sample)
-    zn = noised_latent(z, k_noise, 0.5)
-    sigma = np.asarray((zn - z) / jnp.std(z)).std(axis=(1, 2, 3, 4))
-    assert np.all(sigma > 0) and np.all(sigma < 0.5 * 1.2) and not np.isclose(sigma[0], sigma[1], rtol=1e-2)
-    err = np.asarray(vae.apply({"params": params}, zn, frame_batching="whole", method="decode")) - np.asarray(x)
-    np.testing.assert_allclose(float(m["mse"]), (err ** 2).mean(), rtol=1e-5)
-    np.testing.assert_allclose(float(loss), np.abs(err).mean() + (err ** 2).mean(), rtol=1e-5)
-    plain, _ = vae_loss(vae, params, x, key, VAELossWeights(kl=0.0))
-    assert not np.isclose(float(plain), float(loss))
-    err0 = np.asarray(vae.apply({"params": params}, vae.apply({"params": params}, x, frame_batching="whole",
-                      method="encode").sample(key), frame_batching="whole", method="decode")) - np.asarray(x)
-    np.testing.assert_allclose(float(plain), np.abs(err0).mean() + (err0 ** 2).mean(), rtol=1e-5)

@@ -7,7 +7,7 @@ transformers = pytest.importorskip("transformers")
 
 import jax.numpy as jnp  # noqa: E402
 
-from cogvideox_jax.convert.errors import WeightMismatchError  # noqa: E402
+from cogvideox_jax.errors import WeightMismatchError  # noqa: E402
 from cogvideox_jax.eval.vbench.backends.clip_weights import load_clip  # noqa: E402
 
 

@@ -7,7 +7,7 @@ from cogvideox_jax.cli import main
 
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
-from tests.pipeline_oracle import make_pipeline_folder  # noqa: E402
+from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder  # noqa: E402
 
 
 def test_generate_names_and_resume(tmp_path):

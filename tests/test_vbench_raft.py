@@ -53,7 +53,7 @@ CorrBlock = _corr_module.CorrBlock
 # ================================================ tests ================================================
 import jax.numpy as jnp  # noqa: E402
 
-from cogvideox_jax.convert.errors import WeightMismatchError  # noqa: E402
+from cogvideox_jax.errors import WeightMismatchError  # noqa: E402
 from cogvideox_jax.eval.vbench.backends import raft_jax  # noqa: E402
 from cogvideox_jax.eval.vbench.backends.raft_weights import load_raft  # noqa: E402
 

@@ -8,7 +8,7 @@ from cogvideox_jax.pipeline import CogVideoXPipeline
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
-from tests.pipeline_oracle import make_pipeline_folder, to_torch_latents  # noqa: E402
+from cogvideox_jax_oracles.pipeline_oracle import make_pipeline_folder, to_torch_latents  # noqa: E402
 from tests.test_pipeline_parity import _same_scheduler_noise  # noqa: E402
 
 CASES = [  # style, frames, steps, strength, dynamic cfg
@@ -64,7 +64,7 @@ def test_video_to_video_parity(tmp_path, monkeypatch, style, frames, steps, stre
 def test_cli_video_to_video(tmp_path):
     from cogvideox_jax.cli import main
     from cogvideox_jax.data.video_io import read_video_uint8
-    from cogvideox_jax.pipeline.cli_commands import save_video
+    from cogvideox_jax.data.video_io import save_video
 
     folder, _ = make_pipeline_folder(tmp_path, "5b")
     src = str(tmp_path / "in.mp4")

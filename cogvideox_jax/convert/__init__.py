@@ -1,7 +1,7 @@
 """Torch-free converters from PyTorch checkpoints (diffusers / transformers folders, SAT)."""
 from __future__ import annotations
 
-from cogvideox_jax.convert.errors import CheckpointFormatError, WeightMismatchError
+from cogvideox_jax.errors import CheckpointFormatError, WeightMismatchError
 from cogvideox_jax.convert.safetensors_io import read_config
 
 

@@ -42,7 +42,7 @@ import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, so bf16 safetens
 import numpy as np
 from flax import traverse_util
 
-from cogvideox_jax.convert.errors import CheckpointFormatError
+from cogvideox_jax.errors import CheckpointFormatError
 from cogvideox_jax.convert.safetensors_io import read_safetensors
 from cogvideox_jax.convert.transformer import diffusers_module_name
 

@@ -10,7 +10,7 @@ import sys
 import jax
 import orbax.checkpoint as ocp
 
-from cogvideox_jax.convert.errors import CheckpointFormatError
+from cogvideox_jax.errors import CheckpointFormatError
 
 # tensorstore's read errors start with an absl status code: "OUT_OF_RANGE: Error reading ...", "NOT_FOUND: ..."
 _STATUS_ERROR = re.compile(r"^[A-Z_]{4,}: ")

@@ -21,9 +21,9 @@ import uuid
 import jax
 import numpy as np
 
-from cogvideox_jax.convert.errors import CheckpointFormatError
+from cogvideox_jax.errors import CheckpointFormatError
 from cogvideox_jax.convert.params_checkpoint import restore_params, save_params
-from cogvideox_jax.convert.safetensors_io import read_json
+from cogvideox_jax.paths import read_json
 
 MARKER = "cogvideox_jax.json"
 FORMAT_VERSION = 1

@@ -5,13 +5,13 @@ Handles a single ``*.safetensors`` file or a sharded checkpoint described by a
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
-from cogvideox_jax.convert.errors import CheckpointFormatError
+from cogvideox_jax.errors import CheckpointFormatError
+from cogvideox_jax.paths import read_json
 
 # Names diffusers / transformers use for their weight files, in order of preference.
 WEIGHT_FILE_NAMES = (
@@ -125,27 +125,6 @@ def read_safetensors(paths: str | Iterable[str]) -> SafetensorsTensors:
 def read_folder(folder: str) -> SafetensorsTensors:
     """Read all weights of a diffusers / transformers model folder."""
     return read_safetensors(find_weight_files(folder))
-
-
-def read_json(path: str) -> dict:
-    """The JSON object in the file ``path`` (UTF-8). A missing, unreadable, non-UTF-8 or malformed file,
-    or one holding something other than an object, is a ``CheckpointFormatError`` naming ``path``."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise CheckpointFormatError(f"cannot read {path!r}: {e.strerror or e}") from e
-    try:
-        value = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError as e:
-        raise CheckpointFormatError(
-            f"{path!r} is not UTF-8 text (byte {e.start} is {data[e.start:e.start + 1]!r}): the file is corrupt "
-            "or not a JSON config") from e
-    except json.JSONDecodeError as e:
-        raise CheckpointFormatError(f"{path!r} is not valid JSON: {e}") from e
-    if not isinstance(value, dict):
-        raise CheckpointFormatError(f"{path!r} must hold a JSON object, not a {type(value).__name__}")
-    return value
 
 
 def read_config(folder: str) -> dict:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from configs import transformer as transformer_configs
 from configs import vae as vae_configs
 from configs.scheduler import COGVIDEOX_2B, COGVIDEOX_5B
-from cogvideox_jax.convert.errors import CheckpointFormatError
+from cogvideox_jax.errors import CheckpointFormatError
 from cogvideox_jax.convert.safetensors_io import read_config
 from cogvideox_jax.convert.sat_names import load_torch_checkpoint, sat_transformer_to_diffusers, sat_vae_to_diffusers
 from cogvideox_jax.convert.transformer import transformer_params_from_state
@@ -60,28 +60,25 @@ def vae_from_sat_state(state, cfg, param_dtype=jnp.float32):
                                    dtype=param_dtype)
 
 
-def load_sat_components(args, param_dtype=jnp.float32):
+def load_sat_components(sat: str, sat_vae: str, variant: str, text_encoder: str, tokenizer: str, *,
+                        scan_layers: bool = True, param_dtype=jnp.float32) -> dict:
+    """The SAT transformer (folder or ``mp_rank_00_model_states.pt``) and VAE of ``variant``
+    (``VARIANT_PRESETS``) with a diffusers T5 folder and tokenizer folder, as the keyword arguments of
+    ``pipeline.components.PipelineComponents``."""
     from cogvideox_jax.convert.t5 import load_t5
     from cogvideox_jax.models.t5.prompt_encoding import load_tokenizer
-    from cogvideox_jax.pipeline.components import PipelineComponents
 
-    missing = [f"--{n.replace('_', '-')}" for n in ("variant", "sat_vae", "text_encoder", "tokenizer")
-               if not getattr(args, n, None)]
-    if missing:
-        raise SystemExit(f"convert --sat also needs {', '.join(missing)}")
-    t_name, v_name, scheduler = VARIANT_PRESETS[args.variant]
-    tcfg = transformer_configs.get_preset(t_name).replace(scan_layers=args.scan_layers)
+    t_name, v_name, scheduler = VARIANT_PRESETS[variant]
+    tcfg = transformer_configs.get_preset(t_name).replace(scan_layers=scan_layers)
     vcfg = vae_configs.get_preset(v_name)
-    transformer, t_params = transformer_from_sat_state(
-        load_torch_checkpoint(find_transformer_file(args.sat)), tcfg, param_dtype)
-    vae, v_params = vae_from_sat_state(load_torch_checkpoint(args.sat_vae), vcfg, param_dtype)
-    text_encoder, te_params = load_t5(args.text_encoder, param_dtype=param_dtype)
+    transformer, t_params = transformer_from_sat_state(load_torch_checkpoint(find_transformer_file(sat)), tcfg,
+                                                       param_dtype)
+    vae, v_params = vae_from_sat_state(load_torch_checkpoint(sat_vae), vcfg, param_dtype)
+    t5, t5_params = load_t5(text_encoder, param_dtype=param_dtype)
     vae_json = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(vcfg).items()}
-    return PipelineComponents(
-        transformer=transformer, transformer_params=t_params, vae=vae, vae_params=v_params,
-        text_encoder=text_encoder, text_encoder_params=te_params,
-        tokenizer=load_tokenizer(args.tokenizer), tokenizer_dir=args.tokenizer, scheduler_config=scheduler,
-        source_configs={"transformer": tcfg.to_diffusers_config(),
-                        "vae": {"_class_name": "AutoencoderKLCogVideoX", **vae_json},
-                        "text_encoder": read_config(args.text_encoder)},
-    )
+    return dict(transformer=transformer, transformer_params=t_params, vae=vae, vae_params=v_params,
+                text_encoder=t5, text_encoder_params=t5_params, tokenizer=load_tokenizer(tokenizer),
+                tokenizer_dir=tokenizer, scheduler_config=scheduler,
+                source_configs={"transformer": tcfg.to_diffusers_config(),
+                                "vae": {"_class_name": "AutoencoderKLCogVideoX", **vae_json},
+                                "text_encoder": read_config(text_encoder)})

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.t5 import T5Config
-from cogvideox_jax.convert.errors import CheckpointFormatError
+from cogvideox_jax.errors import CheckpointFormatError
 from cogvideox_jax.convert.safetensors_io import read_config, read_folder
 from cogvideox_jax.convert.tree_check import abstract_params, assemble_params
 

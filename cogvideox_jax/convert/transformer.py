@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from configs.transformer import TransformerConfig
-from cogvideox_jax.convert.errors import CheckpointFormatError, WeightMismatchError
+from configs.transformer import EXECUTION_FIELDS, TransformerConfig
+from cogvideox_jax.errors import CheckpointFormatError, WeightMismatchError
 from cogvideox_jax.convert.host_arrays import aligned_empty, copy_into
 from cogvideox_jax.convert.safetensors_io import SafetensorsTensors, read_config, read_folder
 from cogvideox_jax.convert.tree_check import abstract_params, assemble_params
@@ -304,15 +304,16 @@ def sharded_transformer_params(folder: str, module, shardings, param_dtype=jnp.f
                                          for path, leaf_ in flat_expected.items()})
 
 
-def load_transformer(folder: str, dtype=jnp.float32, param_dtype=jnp.float32, scan_layers: bool | None = None,
-                     config_overrides: Mapping | None = None, mesh=None):
-    """Load a diffusers transformer folder: returns ``(CogVideoXTransformer3D, params)``."""
+def load_transformer(folder: str, dtype=jnp.float32, param_dtype=jnp.float32, mesh=None, **execution):
+    """Load a diffusers transformer folder: returns ``(CogVideoXTransformer3D, params)``. ``execution``:
+    execution options by their ``--set execution.*`` names (``EXECUTION_FIELDS``, e.g. ``scan_layers=True,
+    matmul_dtype="bfloat16"``; ``None`` keeps the folder's / default value)."""
     from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
 
-    overrides = dict(config_overrides or {})
-    if scan_layers is not None:
-        overrides["scan_layers"] = scan_layers
-    cfg = transformer_config_from_folder(folder, **overrides)
+    unknown = sorted(set(execution) - set(EXECUTION_FIELDS))
+    if unknown:
+        raise TypeError(f"load_transformer: {unknown} are not execution options {EXECUTION_FIELDS}")
+    cfg = transformer_config_from_folder(folder, **{k: v for k, v in execution.items() if v is not None})
     module = CogVideoXTransformer3D(cfg, dtype=dtype, param_dtype=param_dtype, mesh=mesh)
     params = transformer_params_from_state(read_folder(folder), module, f"transformer {folder}", param_dtype)
     return module, params

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from cogvideox_jax.convert.errors import WeightMismatchError
+from cogvideox_jax.errors import WeightMismatchError
 from cogvideox_jax.convert.host_arrays import as_aligned
 
 

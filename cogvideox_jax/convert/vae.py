@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.vae import VAEConfig
-from cogvideox_jax.convert.errors import CheckpointFormatError
+from cogvideox_jax.errors import CheckpointFormatError
 from cogvideox_jax.convert.safetensors_io import read_config, read_folder
 from cogvideox_jax.convert.tree_check import abstract_params, assemble_params
 

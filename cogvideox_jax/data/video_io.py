@@ -69,6 +69,18 @@ def write_video(path, frames, fps: float = 8.0, crf: int = 12, pix_fmt: str = "y
     return write_atomically(path, encode)
 
 
+def save_video(path: str, frames, fps: float) -> None:
+    """frames: float (T, H, W, 3) in [0, 1] -> .mp4 (libx264) or .gif, written to a temporary file in the
+    same folder and renamed to ``path`` at the end; a failure is a ``VideoWriteError`` naming ``path``."""
+    if os.fspath(path).lower().endswith(".gif"):
+        import imageio.v2 as imageio
+
+        write_atomically(path, lambda tmp: imageio.mimsave(tmp, list(to_uint8(np.asarray(frames))),
+                                                           duration=1.0 / fps, loop=0))
+    else:
+        write_video(path, frames, fps=fps)
+
+
 def write_atomically(path, write) -> str:
     """Call ``write(tmp)`` to write a file at ``tmp``, a fresh name in ``path``'s folder with ``path``'s
     extension, then rename it to ``path``; on any failure the temporary file is removed and ``path`` is

@@ -50,9 +50,3 @@ def classifier_free_guidance(pred_uncond, pred_cond, scale):
     u = pred_uncond.astype(jnp.float32)
     c = pred_cond.astype(jnp.float32)
     return u + jnp.asarray(scale, jnp.float32) * (c - u)
-
-
-def guide_batched(pred, scale):
-    """CFG on a model output for the batch ``[uncond, cond]`` concatenated on axis 0 (``noise_pred.chunk(2)``)."""
-    uncond, cond = jnp.split(pred, 2, axis=0)
-    return classifier_free_guidance(uncond, cond, scale)

@@ -36,7 +36,7 @@ BACKENDS = ("auto", "xla", "cudnn", "splash")
 
 def target_platform() -> str:
     """The platform the program is compiled for: the ambient (``jax.set_mesh``) mesh's devices' when a
-    mesh is set (e.g. abstract TPU devices when compiling ahead of time on a CPU host: ``parallel/tpu_aot.py``),
+    mesh is set (e.g. abstract TPU devices when compiling ahead of time on a CPU host: ``cogvideox_jax/tpu_aot.py``),
     else the default backend's."""
     mesh = jax.sharding.get_abstract_mesh()
     device = None if mesh.empty else getattr(mesh, "abstract_device", None)

@@ -10,7 +10,7 @@ across bands:
 
 Nearest-neighbour upsampling (x2 in space) and the spatial norm's latent resize stay band-local
 when every band keeps an integer number of rows at every level. ``height_context(axis, size)``
-turns both on while the VAE is traced inside ``jax.shard_map`` (see ``parallel/context_parallel_vae.py``).
+turns both on while the VAE is traced inside ``jax.shard_map`` (see ``cogvideox_jax/models/vae/context_parallel.py``).
 """
 from __future__ import annotations
 

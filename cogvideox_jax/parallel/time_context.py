@@ -14,7 +14,7 @@ even. Only two operations see across shards:
   is counted once.
 
 ``time_context(axis, size)`` turns both on while a VAE is traced inside ``jax.shard_map`` (see
-``parallel/context_parallel_vae.py``); outside it nothing changes.
+``cogvideox_jax/models/vae/context_parallel.py``); outside it nothing changes.
 """
 from __future__ import annotations
 

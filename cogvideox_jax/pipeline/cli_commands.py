@@ -24,8 +24,8 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("sample", help="generate a video from a prompt (and an image for I2V models)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="a cogvideox-jax checkpoint (from `convert`); default: the packaged "
-                                          "shapes model (cogvideox_jax/default_model/shapes)")
+    src.add_argument("--checkpoint", help="a cogvideox-jax checkpoint (from `convert`); default: the embedded "
+                                          "default model")
     src.add_argument("--diffusers", help="a diffusers CogVideoX pipeline folder, or a Hugging Face Hub id "
                                          "(THUDM/CogVideoX-5b: downloaded to the HF cache; HF_HUB_OFFLINE=1: "
                                          "the cache only)")
@@ -54,14 +54,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--guidance", type=_non_negative_float,
                    help="CFG scale, applied when > 1 (default: the checkpoint's sampling.json, else 6)")
     p.add_argument("--dynamic-cfg", action="store_true")
-    p.add_argument("--contrast-words", help="comma-separated words of one attribute (e.g. circle,square,star): "
-                                            "the prompt is also contrasted with itself naming each other word "
-                                            "(default: the checkpoint's sampling.json, else none)")
-    p.add_argument("--contrast-scale", type=_finite_float,
-                   help="contrast guidance scale (0 turns it off; default: the checkpoint's sampling.json, else 0)")
-    p.add_argument("--candidates", type=_positive_int,
-                   help="best-of-N: sample N videos and keep the one the model reads best as its prompt against "
-                        "the contrast prompts (1 turns it off; default: the checkpoint's sampling.json, else 1)")
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--latents", help="initial noise .npy in (B, t, h, w, C) layout")
     p.add_argument("--fps", type=_positive_float, default=8.0)
@@ -113,7 +105,7 @@ def _progress(names):
 
 def run_convert(args) -> int:
     from cogvideox_jax.convert.pipeline_checkpoint import write_pipeline_checkpoint
-    from cogvideox_jax.pipeline.components import load_components, local_pipeline
+    from cogvideox_jax.pipeline.components import PipelineComponents, load_components, local_pipeline
 
     from cogvideox_jax import paths
 
@@ -126,7 +118,13 @@ def run_convert(args) -> int:
     if args.sat:
         from cogvideox_jax.convert.sat_checkpoint import load_sat_components
 
-        comps = load_sat_components(args, param_dtype=dtype)
+        missing = [f"--{n.replace('_', '-')}" for n in ("variant", "sat_vae", "text_encoder", "tokenizer")
+                   if not getattr(args, n, None)]
+        if missing:
+            raise SystemExit(f"convert --sat also needs {', '.join(missing)}")
+        comps = PipelineComponents(**load_sat_components(args.sat, args.sat_vae, args.variant, args.text_encoder,
+                                                         args.tokenizer, scan_layers=args.scan_layers,
+                                                         param_dtype=dtype))
     else:
         bar, tick = _progress(["transformer", "vae", "text_encoder"])
         try:
@@ -183,17 +181,21 @@ def run_sample(args) -> int:
 
 
 def _run_sample(args) -> int:
-    from cogvideox_jax.convert.errors import CheckpointFormatError
+    """``sample``; a parser extension (``cogvideox_jax/cli.py``) may set ``args.default_checkpoint()`` (the
+    model used without --checkpoint / --diffusers) and ``args.sampler(args, settings) -> (sample, group_for)``:
+    ``sample(pipe, prompts, **call_kwargs)`` in place of the pipeline call, ``group_for(prompt)`` the key of
+    the prompts a --prompts-file batch may mix."""
+    from cogvideox_jax.errors import CheckpointFormatError
     from cogvideox_jax.pipeline import CogVideoXPipeline
-    from cogvideox_jax.shapes.candidate_selection import CandidateSelection, selection_from_settings
-    from cogvideox_jax.pipeline.components import local_pipeline
-    from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
-    from cogvideox_jax.shapes.default_model import default_checkpoint, sampling_defaults
+    from cogvideox_jax.pipeline.components import local_pipeline, sampling_defaults
 
     # every check that needs no weights comes before the (long) load
     if args.prompts_file is None:
         _check_video_out(args, args.out)
-    path = args.checkpoint or args.diffusers or default_checkpoint()
+    default = getattr(args, "default_checkpoint", None)
+    if not (args.checkpoint or args.diffusers or default):
+        _usage_error(args, "give --checkpoint or --diffusers")
+    path = args.checkpoint or args.diffusers or default()
     try:
         path = local_pipeline(path, revision=args.revision)   # Hub ids (pipeline/hub.py), gs://
     except FileNotFoundError as e:
@@ -205,15 +207,8 @@ def _run_sample(args) -> int:
             f"{os.path.join(path, 'sampling.json')!r} is not a readable JSON file: {e}") from e
     steps = args.steps if args.steps is not None else defaults.get("steps", 50)
     guidance = args.guidance if args.guidance is not None else defaults.get("guidance_scale", 6.0)
-    words = args.contrast_words.split(",") if args.contrast_words else defaults.get("contrast_words", [])
-    contrast_scale = args.contrast_scale if args.contrast_scale is not None else defaults.get("contrast_scale", 0.0)
-    if args.contrast_words and not contrast_scale:
-        raise SystemExit("--contrast-words needs a non-zero contrast scale: pass --contrast-scale (the checkpoint's "
-                         "sampling.json sets none, or it was set to 0)")
-    selection = selection_from_settings(defaults, args.candidates)
     for name, value, ok, requirement in (("steps", steps, steps >= 1, ">= 1"),
-                                         ("guidance_scale", guidance, guidance >= 0, ">= 0"),
-                                         ("candidates", selection.candidates, selection.candidates >= 1, ">= 1")):
+                                         ("guidance_scale", guidance, guidance >= 0, ">= 0")):
         if not ok:  # from sampling.json: the command line's were checked by argparse
             _usage_error(args, f"{name}={value} from {os.path.join(path, 'sampling.json')} must be {requirement}")
     video_in = _load_video(args) if args.video else None
@@ -223,6 +218,8 @@ def _run_sample(args) -> int:
             _usage_error(args, f"--lora {lora!r}: no such file or folder")
     _lora_scales(args)
     latents = _load_latents(args) if args.latents else None
+    sampler = getattr(args, "sampler", None)
+    sample, group_for = sampler(args, defaults) if sampler else (None, None)
 
     def load(mesh):
         return CogVideoXPipeline.from_pretrained(
@@ -233,37 +230,18 @@ def _run_sample(args) -> int:
 
     call_kwargs = dict(negative_prompt=args.negative_prompt, num_frames=args.frames, height=args.height,
                        width=args.width, num_inference_steps=steps, guidance_scale=guidance,
-                       use_dynamic_cfg=args.dynamic_cfg, contrast_scale=contrast_scale,
-                       max_sequence_length=args.max_sequence_length)
+                       use_dynamic_cfg=args.dynamic_cfg, max_sequence_length=args.max_sequence_length)
     if args.prompts_file is not None:
         from cogvideox_jax.pipeline import prompts_file
 
-        def contrasts_for(prompt):
-            return contrast_prompts(prompt, [words]) if words else None
+        return prompts_file.run(load, args, call_kwargs=dict(call_kwargs, progress=False), sample=sample,
+                                group_for=group_for, fps=args.fps)
 
-        def selection_for(prompt):
-            return selection if selection.candidates > 1 and contrasts_for(prompt) else CandidateSelection()
-
-        if selection.candidates > 1 and not words:
-            print("candidate selection off: it needs contrast words (--contrast-words, or the checkpoint's)")
-        return prompts_file.run(load, args, call_kwargs=dict(call_kwargs, progress=False),
-                                contrasts_for=contrasts_for, selection_for=selection_for, fps=args.fps)
-
-    contrasts = [contrast_prompts(args.prompt, [words])] if words else None
-    if contrasts is not None and not contrasts[0]:
-        off = [name for name, on in (("contrast guidance", contrast_scale),
-                                     ("candidate selection", selection.candidates > 1)) if on]
-        if off:
-            print(f"{' and '.join(off)} off: the prompt names none (or more than one) of {', '.join(words)}")
-    elif selection.candidates > 1 and not words:
-        print("candidate selection off: it needs contrast words (--contrast-words, or the checkpoint's)")
-    if selection.candidates > 1 and not (contrasts and contrasts[0]):
-        selection = CandidateSelection()
     pipe = load(args.mesh)
-    video = pipe(args.prompt, image=args.image, seed=args.seed, latents=latents, contrast_prompts=contrasts,
-                 selection=selection, **call_kwargs,
+    call = sample or type(pipe).__call__
+    video = call(pipe, args.prompt, image=args.image, seed=args.seed, latents=latents, **call_kwargs,
                  **({} if video_in is None else dict(video=video_in, strength=args.strength)))
-    from cogvideox_jax.data.video_io import VideoWriteError
+    from cogvideox_jax.data.video_io import VideoWriteError, save_video
 
     try:
         save_video(args.out, video[0], args.fps)
@@ -434,22 +412,6 @@ _positive_float = _number(float, lambda v: _finite(v) and v > 0, "a finite numbe
 _non_negative_float = _number(float, lambda v: _finite(v) and v >= 0, "a finite number >= 0")
 _finite_float = _number(float, _finite, "a finite number")
 _unit_float = _number(float, lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]")
-
-
-def save_video(path: str, frames, fps: float) -> None:
-    """frames: float (T, H, W, 3) in [0, 1] -> .mp4 (libx264) or .gif, written to a temporary file in the
-    same folder and renamed to ``path`` at the end; a failure is a ``VideoWriteError`` naming ``path``."""
-    import numpy as np
-
-    from cogvideox_jax.data.video_io import to_uint8, write_atomically, write_video
-
-    if path.lower().endswith(".gif"):
-        import imageio.v2 as imageio
-
-        write_atomically(path, lambda tmp: imageio.mimsave(tmp, list(to_uint8(np.asarray(frames))),
-                                                           duration=1.0 / fps, loop=0))
-    else:
-        write_video(path, frames, fps=fps)
 
 
 def run_info(args) -> int:

@@ -12,7 +12,8 @@ and denoises from there, as diffusers' ``CogVideoXVideoToVideoPipeline``.
 
 diffusers' call options: ``num_videos_per_prompt``, lists of prompts / negative prompts, one seed per
 video (``seed=[...]``), ``output_type="latent"``, ``callback_on_step_end`` (then the loop runs step by
-step from the host; without one it stays one compiled scan), ``max_sequence_length``.
+step from the host; without one it stays one compiled scan), ``max_sequence_length``, ``prompt_embeds`` /
+``negative_prompt_embeds``; and one hook for guidance beyond CFG, ``extra_guidance`` (``denoise_loop.py``).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cogvideox_jax.compiler_options import memory_optimized
-from cogvideox_jax.diffusion.guidance import guidance_scale_table
+from cogvideox_jax.diffusion.guidance import guidance_scale_table, uses_guidance
 from cogvideox_jax.diffusion.sampler import init_state, scheduler_step
 from cogvideox_jax.diffusion.sampling_schedule import make_sampling_schedule
 from cogvideox_jax.diffusion.training_targets import add_noise, alphas_cumprod_table
@@ -33,16 +34,9 @@ from cogvideox_jax.models.vae.latent_scaling import scale_latents, unscale_laten
 from cogvideox_jax.models.vae.posterior import DiagonalGaussian
 from cogvideox_jax.models.vae.tiling import TilingConfig, tiled_decode, tiled_encode_moments
 from cogvideox_jax.pipeline import components as comp
-from cogvideox_jax.shapes.candidate_selection import (CandidateSelection, best_candidates, caption_losses,
-                                                        relative_prompt_loss)
-from cogvideox_jax.pipeline.denoise_loop import denoise, denoise_step
+from cogvideox_jax.pipeline.denoise_loop import ExtraGuidance, denoise, denoise_step
 from cogvideox_jax.pipeline.frame_rules import plan_frames, plan_video_frames
 from cogvideox_jax.pipeline.progress import progress_bar
-
-
-def selection_key(seed: int):
-    """The key a ``seed``'s call draws its candidate selection's noise from (``N > 1``)."""
-    return jax.random.fold_in(jax.random.PRNGKey(seed), 3)
 
 
 class CogVideoXPipeline:
@@ -55,7 +49,7 @@ class CogVideoXPipeline:
                  vae_decode: str = "diffusers", vae_tiling: bool | TilingConfig = False):
         """``vae_decode``: ``"diffusers"`` (the reference's 2-latent-frame chunks, GroupNorm per chunk),
         ``"whole"`` (one pass, the SAT behaviour) or ``"context-parallel"`` (``"whole"`` with the latent
-        frames split over the mesh's ``sequence`` axis: ``parallel/context_parallel_vae.py``).
+        frames split over the mesh's ``sequence`` axis: ``cogvideox_jax/models/vae/context_parallel.py``).
 
         ``vae_tiling``: decode (and, for video-to-video, encode) in overlapping spatial tiles blended at
         the seams, as diffusers' ``vae.enable_tiling()``: ``True`` takes diffusers' defaults (tiles of
@@ -189,15 +183,14 @@ class CogVideoXPipeline:
         return int(max_sequence_length)
 
     # ----------------------------------------------------------------------------- sampling
-    def __call__(self, prompt: str | Sequence[str], negative_prompt: str | Sequence[str] = "", image=None,
+    def __call__(self, prompt: str | Sequence[str] | None = None, negative_prompt: str | Sequence[str] = "", image=None,
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
                  num_inference_steps: int = 50, guidance_scale: float = 6.0, use_dynamic_cfg: bool = False,
                  seed: int | Sequence[int] = 0, latents=None, image_latent_mode: str = "sample", progress: bool = True,
-                 contrast_prompts: Sequence[Sequence[str]] | None = None, contrast_scale: float = 0.0,
-                 selection: CandidateSelection | None = None, *, num_videos_per_prompt: int = 1,
-                 output_type: str = "np", callback_on_step_end: Callable | None = None,
-                 max_sequence_length: int | None = None, video=None, strength: float = 0.8,
-                 vae_tiling: bool | TilingConfig | None = None):
+                 *, num_videos_per_prompt: int = 1, output_type: str = "np",
+                 callback_on_step_end: Callable | None = None, max_sequence_length: int | None = None, video=None,
+                 strength: float = 0.8, vae_tiling: bool | TilingConfig | None = None, prompt_embeds=None,
+                 negative_prompt_embeds=None, extra_guidance: ExtraGuidance | None = None):
         """Sample videos; returns float32 ``(B, T, H, W, 3)`` in [0, 1] (``output_type="np"``), or the
         denoised latents ``(B, t, h, w, C)`` before decoding (``output_type="latent"``; 1.5's padding latent
         already dropped; ``pipe.latents_to_video(latents)`` decodes them to the same video).
@@ -205,7 +198,11 @@ class CogVideoXPipeline:
         ``prompt`` / ``negative_prompt``: a string or one per prompt. ``num_videos_per_prompt`` videos of
         each prompt (prompt-major: B = prompts x num_videos_per_prompt). ``seed``: one int for the call,
         or one per video (``B`` ints): each video then draws its noise from its own seed exactly as a
-        call of that video alone with that seed (the batch changes nothing but floating-point noise).
+        call of that video alone with that seed (the batch changes nothing but floating-point noise); with
+        ``num_videos_per_prompt`` > 1 also one per prompt: a prompt's videos as a call of that prompt alone.
+
+        ``prompt_embeds`` / ``negative_prompt_embeds`` ``(prompts, L, D)``: T5 embeddings given instead of
+        ``prompt`` / ``negative_prompt`` (diffusers' options; repeated ``num_videos_per_prompt`` times).
 
         ``callback_on_step_end(pipe, step, timestep, {"latents": latents}) -> dict | None`` after every
         denoising step (diffusers' signature; the latents in our ``(B, t, h, w, C)`` layout, 1.5's padding
@@ -227,16 +224,8 @@ class CogVideoXPipeline:
 
         ``vae_tiling``: this call's tiling (default the pipeline's, ``__init__``).
 
-        ``contrast_prompts``: per prompt, a list of prompts it should be told apart from (e.g. itself
-        with its shape word swapped, ``contrast_prompts.py``), used with ``contrast_scale`` w_c > 0:
-        the guided prediction gains ``w_c (v(prompt) − mean v(contrasts))``. Not in the reference
-        pipeline; off by default (then the sampling is the reference's).
-
-        ``selection``: best-of-N sampling (``candidate_selection.py``): each prompt is sampled
-        ``selection.candidates`` times and the candidate its prompt explains best against its
-        ``contrast_prompts`` (needed; used at any ``contrast_scale``) is kept. The candidates' noise is
-        drawn for the ``B * N`` batch, so with N > 1 a seed gives other samples than with N = 1, and
-        ``latents`` must then be ``(B * N, ...)``, prompt-major. Text-to-video only.
+        ``extra_guidance``: K more conditioning rows per video and the function that adds their predictions
+        to the guided one (``denoise_loop.ExtraGuidance``; its embeddings cover the call's B videos).
 
         ``latents``: initial noise in our layout ``(B, t, h, w, C)`` - the shape the pipeline would draw
         (for 1.5 including the padding latent frame). ``image_latent_mode``: ``"sample"`` (the reference:
@@ -253,18 +242,19 @@ class CogVideoXPipeline:
             raise ValueError(f"num_videos_per_prompt must be an integer >= 1, got {num_videos_per_prompt!r}")
         text_len = self._check_max_sequence_length(max_sequence_length)
         tiling = self.vae_tiling if vae_tiling is None else self._check_tiling(vae_tiling)
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if (prompt is None) == (prompt_embeds is None):
+            raise ValueError("give prompt or prompt_embeds (one of them)")
+        prompts = ([prompt] if isinstance(prompt, str) else list(prompt)) if prompt_embeds is None else \
+            [None] * len(prompt_embeds)
         negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
         if len(negatives) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(negatives)} negative prompts")
-        if num_videos_per_prompt > 1:
-            nv = int(num_videos_per_prompt)
+        nv = int(num_videos_per_prompt)
+        seeds = _seed_list(seed, len(prompts), nv)
+        if nv > 1:
             prompts, negatives = _repeat(prompts, nv), _repeat(negatives, nv)
-            if contrast_prompts is not None:
-                contrast_prompts = _repeat(list(contrast_prompts), nv)
             image = _repeat_batch(image, nv, 4)
             video = _repeat_batch(video, nv, 5)
-        seeds = _seed_list(seed, len(prompts))
         f0, h0, w0 = self.default_size()
         height, width = height or h0, width or w0
         tc = self.transformer_config
@@ -298,29 +288,23 @@ class CogVideoXPipeline:
         if image is not None and not self.is_i2v:
             raise ValueError("image= given but the transformer is text-to-video (in_channels == latent channels)")
 
-        selection = selection or CandidateSelection()
-        n = selection.candidates
-        if n > 1:
-            if image is not None:
-                raise ValueError("candidate selection is for text-to-video models (image= was given)")
-            if contrast_prompts is None:
-                raise ValueError("candidate selection needs contrast_prompts: it scores each candidate under its "
-                                 "prompt against them")
-        batch = len(prompts) * n
-        do_cfg = guidance_scale > 1.0
-        cond_text, contrast_text, contrast_mask = self._candidate_texts(prompts, contrast_prompts, n, contrast_scale,
-                                                                        text_len)
-        text = cond_text
+        batch = len(prompts)
+        do_cfg = uses_guidance(guidance_scale)
+        text = _embeds(self, prompts, prompt_embeds, nv, text_len)
         if do_cfg:
-            text = jnp.concatenate([jnp.repeat(_encode(self, negatives, text_len), n, axis=0), cond_text])
-        num_contrast = 0 if contrast_mask is None or contrast_scale == 0.0 else contrast_mask.shape[0]
-        if num_contrast:
-            text = jnp.concatenate([text, contrast_text.reshape((-1,) + contrast_text.shape[2:])])
+            text = jnp.concatenate([_embeds(self, negatives, negative_prompt_embeds, nv, text_len), text])
+        num_extra = 0
+        if extra_guidance is not None:
+            num_extra, rest = divmod(extra_guidance.embeds.shape[0], batch)
+            if rest or not num_extra:
+                raise ValueError(f"extra_guidance.embeds has {extra_guidance.embeds.shape[0]} rows: K x {batch} "
+                                 "(one per video) expected")
+            text = jnp.concatenate([text, extra_guidance.embeds])
 
         if seeds is None:
             key = jax.random.PRNGKey(seed)
             latent_key, noise_key, image_key = jax.random.split(key, 3)
-        else:  # one key triple per video; its n candidates' rows draw from it as a call of that video alone
+        else:  # one key triple per seed; its videos' rows draw from it as a call of those videos alone
             keys = [jax.random.split(jax.random.PRNGKey(s), 3) for s in seeds]
             latent_key, noise_key, image_key = ([k[j] for k in keys] for j in range(3))
             noise_key = jnp.stack(noise_key)
@@ -343,31 +327,27 @@ class CogVideoXPipeline:
         if video_frames is not None:  # diffusers' get_timesteps: the last int(N * strength) steps
             start = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
             schedule = _truncate_schedule(schedule, start)
-            z0 = self._video_latents(video_frames, len(prompts), n, image_key, image_latent_mode, tiling)
+            z0 = self._video_latents(video_frames, batch, image_key, image_latent_mode, tiling)
             ac = alphas_cumprod_table(self.components.scheduler_config)
             latents = add_noise(ac, z0, latents, jnp.full((batch,), schedule.timesteps[0], jnp.int32))
         timesteps = np.asarray(schedule.timesteps)
         guidance = jnp.asarray(guidance_scale_table(timesteps, guidance_scale, use_dynamic_cfg), jnp.float32)
         ofs = None if tc.ofs_embed_dim is None else 2.0
-        contrast = jnp.full((len(timesteps),), contrast_scale, jnp.float32)
 
-        if self.mesh is not None:  # the stack [uncond, cond, contrasts] is split over the batch axes (data, fsdp)
+        if self.mesh is not None:  # the stack [uncond, cond, extra rows] is split over the batch axes (data, fsdp)
             from cogvideox_jax.parallel.sharded_apply import batch_sharding
 
             text = jax.device_put(text, batch_sharding(self.mesh, text.shape))
             latents = jax.device_put(latents, batch_sharding(self.mesh, latents.shape))
-        args = (text, guidance, schedule, image_latents, noise_key, contrast, contrast_mask)
+        combine = None if extra_guidance is None else extra_guidance.combine
+        args = (text, guidance, schedule, image_latents, noise_key, None if combine is None else extra_guidance.args)
         if callback_on_step_end is None and not (progress and _persistent_compile_cache()):
-            run = self._denoise_fn(do_cfg, image_latents is not None, ofs, progress, num_contrast)
+            run = self._denoise_fn(do_cfg, image_latents is not None, ofs, progress, num_extra, combine)
             with progress_bar(len(timesteps), enabled=progress):
                 latents = run(self.components.transformer_params, latents, *args)
         else:
             latents = self._denoise_on_host(latents, args, timesteps, callback_on_step_end, progress,
-                                            self._step_fn(do_cfg, image_latents is not None, ofs, num_contrast))
-        if n > 1:
-            latents = self._select_candidates(latents, cond_text, contrast_text, contrast_mask, selection,
-                                              selection_key(seed) if seeds is None else
-                                              [selection_key(s) for s in seeds])
+                                            self._step_fn(do_cfg, image_latents is not None, ofs, num_extra, combine))
         latents = latents[:, plan.additional_frames:]
         if output_type == "latent":
             return np.asarray(latents, np.float32)
@@ -407,81 +387,19 @@ class CogVideoXPipeline:
                     x = new if self.mesh is None else jax.device_put(new, x.sharding)
         return x
 
-    def _contrast_batch(self, prompts, contrast_prompts, contrast_scale: float, text_len: int | None = None):
-        """``(K*B, L, D)`` contrast embeddings (contrast k of every prompt, k-major; short lists padded
-        with the prompt itself) and the ``(K, B)`` mask of real ones; ``(None, None)`` when unused."""
-        if contrast_prompts is None or contrast_scale == 0.0:
-            return None, None
-        lists = [list(c) for c in contrast_prompts]
-        if len(lists) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(lists)} contrast prompt lists")
-        k = max((len(c) for c in lists), default=0)
-        if k == 0:
-            return None, None
-        padded = [[c[j] if j < len(c) else p for p, c in zip(prompts, lists)] for j in range(k)]
-        mask = np.asarray([[float(j < len(c)) for c in lists] for j in range(k)], np.float32)
-        return _encode(self, [q for row in padded for q in row], text_len), jnp.asarray(mask)
-
-    def _candidate_texts(self, prompts, contrast_prompts, n: int, contrast_scale: float, text_len: int | None = None):
-        """Each text encoded once and repeated for its ``n`` candidates (prompt-major): the prompts
-        ``(B * n, L, D)``, their contrast prompts ``(K, B * n, L, D)`` and mask ``(K, B * n)``
-        (``_contrast_batch``; encoded whenever the selection needs them, ``n`` > 1)."""
-        cond = jnp.repeat(_encode(self, prompts, text_len), n, axis=0)
-        contrast, mask = self._contrast_batch(prompts, contrast_prompts, 1.0 if n > 1 else contrast_scale, text_len)
-        if mask is None:
-            return cond, None, None
-        contrast = jnp.repeat(contrast.reshape(mask.shape + contrast.shape[1:]), n, axis=1)
-        return cond, contrast, jnp.repeat(mask, n, axis=1)
-
-    def candidate_scores(self, latents, cond_text, contrast_text, contrast_mask, selection, key):
-        """The verifier's ``(B * N,)`` relative prompt losses and ``(B * N, 1 + K)`` caption losses of the
-        candidates' final ``latents`` (``candidate_selection.py``; texts as ``_candidate_texts``)."""
-        if ("select", selection) not in self._compiled:
-            transformer = self.components.transformer
-            ac = alphas_cumprod_table(self.components.scheduler_config)
-
-            def score(params, x0, text, mask, key):
-                fn = lambda x, txt, t: transformer.apply({"params": params}, x, txt, t)  # noqa: E731
-                losses = caption_losses(fn, x0, text, ac, selection.timesteps, key, selection.repeats,
-                                        selection.object_weight, selection.object_threshold)
-                return relative_prompt_loss(losses, mask), losses
-
-            self._compiled[("select", selection)] = jax.jit(score)
-        text = jnp.concatenate([cond_text[None], contrast_text])
-        return self._compiled[("select", selection)](self.components.transformer_params, latents, text,
-                                                      contrast_mask, key)
-
-    def _select_candidates(self, latents, cond_text, contrast_text, contrast_mask, selection, key):
-        """Keep each prompt's best of its ``N`` candidates (``(B * N, ...)`` prompt-major -> ``(B, ...)``);
-        with no contrast prompts, the first candidate. ``key``: one for the batch, or a list of one per
-        prompt (per-video seeds: each prompt's candidates scored as a call of that prompt alone)."""
-        if contrast_text is None:
-            return latents[::selection.candidates]
-        if not isinstance(key, list):
-            relative, _ = self.candidate_scores(latents, cond_text, contrast_text, contrast_mask, selection, key)
-            return latents[best_candidates(relative, selection.candidates)]
-        n, kept = selection.candidates, []
-        for b, k in enumerate(key):
-            rows = slice(b * n, (b + 1) * n)
-            relative, _ = self.candidate_scores(latents[rows], cond_text[rows], contrast_text[:, rows],
-                                                contrast_mask[:, rows], selection, k)
-            kept.append(latents[rows][best_candidates(relative, n)])
-        return jnp.concatenate(kept)
-
-    def _denoise_fn(self, do_cfg: bool, has_image: bool, ofs, progress: bool, num_contrast: int = 0):
-        key = (do_cfg, has_image, ofs, progress, num_contrast)
+    def _denoise_fn(self, do_cfg: bool, has_image: bool, ofs, progress: bool, num_extra: int = 0, combine=None):
+        key = (do_cfg, has_image, ofs, progress, num_extra, combine)
         if key not in self._compiled:
             transformer = self.components.transformer
 
-            def run(params, latents, text, guidance, schedule, image_latents, noise_key, contrast, contrast_mask):
+            def run(params, latents, text, guidance, schedule, image_latents, noise_key, combine_args):
                 def model_fn(x, txt, t):
                     kwargs = {} if ofs is None else {"ofs": jnp.full((x.shape[0],), ofs, jnp.float32)}
                     return transformer.apply({"params": params}, x, txt, t, **kwargs)
 
                 return denoise(model_fn, functools.partial(scheduler_step, schedule), init_state(latents), latents,
                                text, schedule.timesteps, guidance, do_cfg=do_cfg, image_latents=image_latents, noise_key=noise_key,
-                               progress=progress, num_contrast=num_contrast, contrast=contrast,
-                               contrast_mask=contrast_mask)
+                               progress=progress, num_extra=num_extra, combine=combine, combine_args=combine_args)
 
             if self.mesh is None:
                 self._compiled[key] = jax.jit(run)
@@ -491,21 +409,21 @@ class CogVideoXPipeline:
                 self._compiled[key] = sharded_jit(run, self.mesh)
         return self._compiled[key]
 
-    def _step_fn(self, do_cfg: bool, has_image: bool, ofs, num_contrast: int = 0):
+    def _step_fn(self, do_cfg: bool, has_image: bool, ofs, num_extra: int = 0, combine=None):
         """One denoising step ``(params, x, state, i, *args) -> (x, state)`` (the scan's body, compiled alone)
         for the host-driven loop of ``callback_on_step_end``."""
-        key = ("step", do_cfg, has_image, ofs, num_contrast)
+        key = ("step", do_cfg, has_image, ofs, num_extra, combine)
         if key not in self._compiled:
             transformer = self.components.transformer
 
-            def step(params, x, state, i, text, guidance, schedule, image_latents, noise_key, contrast, contrast_mask):
+            def step(params, x, state, i, text, guidance, schedule, image_latents, noise_key, combine_args):
                 def model_fn(x_in, txt, t):
                     kwargs = {} if ofs is None else {"ofs": jnp.full((x_in.shape[0],), ofs, jnp.float32)}
                     return transformer.apply({"params": params}, x_in, txt, t, **kwargs)
 
                 body = denoise_step(model_fn, functools.partial(scheduler_step, schedule), text, schedule.timesteps,
                                     guidance, do_cfg=do_cfg, image_latents=image_latents, noise_key=noise_key,
-                                    num_contrast=num_contrast, contrast=contrast, contrast_mask=contrast_mask)
+                                    num_extra=num_extra, combine=combine, combine_args=combine_args)
                 return body((x, state), i)[0]
 
             if self.mesh is None:
@@ -525,7 +443,7 @@ class CogVideoXPipeline:
         key = "decode" if not tiling else ("decode", tiling)
         if key not in self._compiled:
             if self.vae_decode == "context-parallel":
-                from cogvideox_jax.parallel.context_parallel_vae import context_parallel_decode
+                from cogvideox_jax.models.vae.context_parallel import context_parallel_decode
 
                 fn = lambda p, z: context_parallel_decode(vae, p, unscale_latents(z, vae.config),  # noqa: E731
                                                           self.mesh)
@@ -540,10 +458,11 @@ class CogVideoXPipeline:
             self._compiled[key] = jax.jit(fn, compiler_options=memory_optimized())
         return self._compiled[key](self.components.vae_params, latents)
 
-    def _video_latents(self, frames, num_videos: int, n: int, key, mode: str, tiling):
-        """Video-to-video: the scaled VAE latents ``(num_videos * n, t, h, w, C)`` of ``frames``
+    def _video_latents(self, frames, num_videos: int, key, mode: str, tiling):
+        """Video-to-video: the scaled VAE latents ``(num_videos, t, h, w, C)`` of ``frames``
         ``(1 or num_videos, T, H, W, 3)`` in [-1, 1] (encoded with the reference's frame batching; one
-        video is encoded once and shared, as diffusers does)."""
+        video is encoded once and shared, as diffusers does). ``key``: one, or a list of one per equal
+        group of videos (each group's draw as a call of its first video alone, shared by the group)."""
         vae = self.components.vae
         ckey = ("encode", tiling or False)
         if ckey not in self._compiled:
@@ -560,13 +479,13 @@ class CogVideoXPipeline:
             z = post.mode()
         elif not isinstance(key, list):
             z = post.sample(key)
-        else:  # one draw per video, as a call of that video alone
-            z = jnp.concatenate([post.mean[min(b, rows - 1)][None] + post.std[min(b, rows - 1)][None]
+        else:  # one draw per key, as a call of its videos alone
+            z = jnp.concatenate([post.mean[b * rows // len(key)][None] + post.std[b * rows // len(key)][None]
                                  * jax.random.normal(k, (1,) + post.mean.shape[1:], post.mean.dtype)
                                  for b, k in enumerate(key)])
         z = scale_latents(z, vae.config)   # diffusers multiplies by the scaling factor (1.5 too)
-        z = jnp.broadcast_to(z, (num_videos,) + z.shape[1:]) if z.shape[0] == 1 else z
-        return jnp.repeat(z, n, axis=0) if n > 1 else z
+        return jnp.broadcast_to(z, (num_videos,) + z.shape[1:]) if z.shape[0] == 1 else \
+            jnp.repeat(z, num_videos // z.shape[0], axis=0)
 
     def _image_latents(self, image, batch: int, plan, key, mode: str):
         """I2V conditioning: encode the image as a 1-frame video, scale like the reference, pad with
@@ -615,14 +534,14 @@ def _repeat_batch(x, n: int, batched_ndim: int):
     return x
 
 
-def _seed_list(seed, num_videos: int):
-    """``None`` for one seed (an int); else the list of one int per video."""
+def _seed_list(seed, num_prompts: int, per_prompt: int):
+    """``None`` for one seed (an int); else the list of one int per video, or (``per_prompt`` > 1) per prompt."""
     if isinstance(seed, (int, np.integer)):
         return None
     seeds = [int(s) for s in seed]
-    if len(seeds) != num_videos:
-        raise ValueError(f"seed: one int, or one per video ({num_videos} = prompts x num_videos_per_prompt), "
-                         f"got {len(seeds)}")
+    if len(seeds) not in (num_prompts * per_prompt, num_prompts if per_prompt > 1 else -1):
+        raise ValueError(f"seed: one int, or one per video ({num_prompts * per_prompt} = prompts x "
+                         f"num_videos_per_prompt){' or one per prompt' if per_prompt > 1 else ''}, got {len(seeds)}")
     return seeds
 
 
@@ -644,8 +563,11 @@ def _truncate_schedule(schedule, start: int):
     return cut.replace(second_order=cut.second_order.at[0].set(False))
 
 
-def _encode(pipe, prompts, text_len):
-    """``pipe.encode_prompt`` at the model's text length (one argument, as stubs in tests take it) or another."""
+def _embeds(pipe, prompts, given, n: int, text_len):
+    """The embeddings ``given`` (one per prompt, repeated ``n`` times), else those of ``prompts`` (already
+    repeated) from ``pipe.encode_prompt`` at the model's text length or ``text_len``."""
+    if given is not None:
+        return jnp.repeat(jnp.asarray(given), n, axis=0) if n > 1 else jnp.asarray(given)
     return pipe.encode_prompt(prompts) if text_len is None else pipe.encode_prompt(prompts, text_len)
 
 

@@ -9,7 +9,7 @@ input for shape inference.
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import json
 import os
 from typing import Any, Callable
 
@@ -18,28 +18,31 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.scheduler import SchedulerConfig
+from configs.t5 import T5Config
+from configs.transformer import TransformerConfig
+from configs.vae import VAEConfig
 from cogvideox_jax.convert import pipeline_checkpoint as ckpt
-from cogvideox_jax.convert.errors import CheckpointFormatError
+from cogvideox_jax.errors import CheckpointFormatError
 from cogvideox_jax.convert.host_arrays import as_aligned
 from cogvideox_jax.convert.safetensors_io import read_config
-
-
-def _obj(path: str):
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
+from cogvideox_jax.convert.t5 import load_t5
+from cogvideox_jax.convert.transformer import load_transformer
+from cogvideox_jax.convert.vae import load_vae
+from cogvideox_jax.models.t5.t5_encoder import T5EncoderModel
+from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
+from cogvideox_jax.models.transformer.transformer_3d import dummy_inputs as transformer_dummy_inputs
+from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
 
 
 @dataclasses.dataclass(frozen=True)
 class ComponentKind:
-    config_cls: str          # "module:Class" with a classmethod building it from config.json
-    config_from: str         # that classmethod's name
-    module_cls: str          # "module:Class" Linen module taking (config, dtype, param_dtype)
-    loader: str              # "module:function" (folder, dtype=, param_dtype=) -> (module, params)
+    config_from: Callable    # config.json dict -> config (a config class's classmethod)
+    module_cls: type         # Linen module taking (config, dtype, param_dtype)
+    loader: Callable         # (folder, dtype=, param_dtype=) -> (module, params)
     dummy_inputs: Callable   # config -> tuple of init inputs
 
     def build(self, config_json: dict, dtype, param_dtype):
-        cfg = getattr(_obj(self.config_cls), self.config_from)(config_json)
-        return _obj(self.module_cls)(cfg, dtype=dtype, param_dtype=param_dtype)
+        return self.module_cls(self.config_from(config_json), dtype=dtype, param_dtype=param_dtype)
 
 
 def _vae_inputs(cfg):
@@ -51,23 +54,11 @@ def _t5_inputs(cfg):
     return (jnp.zeros((1, 2), jnp.int32),)
 
 
-def _transformer_inputs(cfg):
-    return _obj("cogvideox_jax.models.transformer.transformer_3d:dummy_inputs")(cfg)
-
-
 COMPONENT_KINDS = {
-    "transformer": ComponentKind(
-        "configs.transformer:TransformerConfig", "from_diffusers_config",
-        "cogvideox_jax.models.transformer.transformer_3d:CogVideoXTransformer3D",
-        "cogvideox_jax.convert.transformer:load_transformer", _transformer_inputs),
-    "vae": ComponentKind(
-        "configs.vae:VAEConfig", "from_diffusers_config",
-        "cogvideox_jax.models.vae.autoencoder:AutoencoderKLCogVideoX",
-        "cogvideox_jax.convert.vae:load_vae", _vae_inputs),
-    "text_encoder": ComponentKind(
-        "configs.t5:T5Config", "from_hf_config",
-        "cogvideox_jax.models.t5.t5_encoder:T5EncoderModel",
-        "cogvideox_jax.convert.t5:load_t5", _t5_inputs),
+    "transformer": ComponentKind(TransformerConfig.from_diffusers_config, CogVideoXTransformer3D, load_transformer,
+                                 transformer_dummy_inputs),
+    "vae": ComponentKind(VAEConfig.from_diffusers_config, AutoencoderKLCogVideoX, load_vae, _vae_inputs),
+    "text_encoder": ComponentKind(T5Config.from_hf_config, T5EncoderModel, load_t5, _t5_inputs),
 }
 
 
@@ -108,6 +99,16 @@ def local_pipeline(path: str, names: tuple[str, ...] = tuple(COMPONENT_KINDS), *
     return paths.localize(path, ["model_index.json", ckpt.MARKER, "sampling.json", "tokenizer", "scheduler", *names])
 
 
+def sampling_defaults(checkpoint: str) -> dict:
+    """The sampling settings stored with a checkpoint in ``sampling.json`` (``{"steps": ...,
+    "guidance_scale": ..., ...}``; empty when absent)."""
+    path = os.path.join(checkpoint, "sampling.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, progress=None,
                     transformer_overrides: dict | None = None,
                     names: tuple[str, ...] = tuple(COMPONENT_KINDS)) -> PipelineComponents:
@@ -142,8 +143,7 @@ def load_components(path: str, *, dtype=jnp.float32, param_dtype=jnp.float32, pr
                 continue
             folder = os.path.join(path, name)
             configs[name] = read_config(folder)
-            kw = {"config_overrides": overrides[name]} if overrides.get(name) else {}
-            loaded[name] = _obj(kind.loader)(folder, dtype=dtype, param_dtype=param_dtype, **kw)
+            loaded[name] = kind.loader(folder, dtype=dtype, param_dtype=param_dtype, **overrides.get(name, {}))
             if progress:
                 progress(name)
     else:

@@ -10,7 +10,7 @@
 * Batches of ``--batch-size`` prompts (default: the mesh's ``data`` axis size) per pipeline call,
   the batch split over the mesh's ``data`` axis.
 * Several hosts (``--coordinator/--num-processes/--process-id``, or a TPU pod's own environment):
-  ``jax.distributed`` is initialised (``train/distributed.py``); process ``p`` of ``P`` owns the prompts
+  ``jax.distributed`` is initialised (``parallel/distributed.py``); process ``p`` of ``P`` owns the prompts
   with ``i % P == p`` and samples them on its own devices (``--mesh`` is the per-host mesh), so every
   video is written exactly once; the processes meet at a barrier at the end.
 """
@@ -60,23 +60,22 @@ def plan(prompts: list[str], out_dir: str, process_index: int = 0, process_count
 def initialize_distributed(args) -> None:
     """``jax.distributed`` from ``--coordinator/--num-processes/--process-id`` (or the environment / a TPU
     pod), before any backend starts."""
-    from cogvideox_jax.train.distributed import initialize
+    from cogvideox_jax.parallel.distributed import initialize
 
     initialize(args.coordinator, args.num_processes, args.process_id)
 
 
-def run(pipe_factory, args, *, call_kwargs: dict, contrasts_for, selection_for, fps: float) -> int:
+def run(pipe_factory, args, *, call_kwargs: dict, fps: float, sample=None, group_for=None) -> int:
     """Sample this process's share of ``args.prompts_file`` into ``args.out_dir``.
 
     ``pipe_factory(mesh)`` loads the pipeline (called only when something is left to do);
-    ``call_kwargs`` are the pipeline call's shared keywords; ``contrasts_for(prompt)`` its contrast
-    prompts (or ``None``) and ``selection_for(prompt)`` its ``CandidateSelection`` (prompts are batched
-    only with prompts of the same selection, so each video is the one its single-prompt call gives)."""
+    ``call_kwargs`` are the pipeline call's shared keywords; ``sample(pipe, prompts, **kwargs)`` replaces
+    the pipeline call (default: the call), and ``group_for(prompt)`` keys the prompts a batch may mix
+    (e.g. so that each video is the one its single-prompt call gives; default: all)."""
     import jax
     from tqdm.auto import tqdm
 
-    from cogvideox_jax.data.video_io import VideoWriteError
-    from cogvideox_jax.pipeline.cli_commands import save_video
+    from cogvideox_jax.data.video_io import VideoWriteError, save_video
 
     out_dir = args.out_dir or "videos"
     prompts = read_prompts(args.prompts_file)
@@ -95,16 +94,14 @@ def run(pipe_factory, args, *, call_kwargs: dict, contrasts_for, selection_for, 
         pipe = pipe_factory(mesh)
         batch_size = args.batch_size or (mesh.shape.get("data", 1) if mesh is not None else 1)
         groups: dict = {}
-        for job in todo:  # keep the order; batch prompts of one candidate selection together
-            groups.setdefault(selection_for(job.prompt), []).append(job)
+        for job in todo:  # keep the order; batch prompts of one group together
+            groups.setdefault(group_for(job.prompt) if group_for else None, []).append(job)
         with tqdm(total=len(todo), desc="videos", unit="video", disable=not sys.stderr.isatty()) as bar:
-            for selection, jobs in groups.items():
+            for jobs in groups.values():
                 for start in range(0, len(jobs), batch_size):
                     batch = jobs[start:start + batch_size]
-                    contrasts = [contrasts_for(j.prompt) for j in batch]
-                    videos = pipe([j.prompt for j in batch], seed=[args.seed + j.index for j in batch],
-                                  contrast_prompts=None if all(c is None for c in contrasts)
-                                  else [c or [] for c in contrasts], selection=selection, **call_kwargs)
+                    videos = (sample or type(pipe).__call__)(pipe, [j.prompt for j in batch],
+                                                             seed=[args.seed + j.index for j in batch], **call_kwargs)
                     for job, video in zip(batch, videos):
                         try:
                             save_video(job.path, video, fps)

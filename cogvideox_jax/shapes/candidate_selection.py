@@ -16,13 +16,14 @@ candidate is kept. Not part of the reference pipeline; off unless asked for (``N
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from cogvideox_jax.diffusion.training_targets import add_noise, velocity_target
+from cogvideox_jax.diffusion.training_targets import add_noise, alphas_cumprod_table, velocity_target
 from cogvideox_jax.shapes.object_loss_weight import object_loss_weights
 
 
@@ -92,3 +93,50 @@ def best_candidates(scores, num_candidates: int):
     """Index into the ``(B * N,)`` prompt-major ``scores`` of each prompt's lowest-scoring candidate, ``(B,)``."""
     per_prompt = scores.reshape(-1, num_candidates)
     return jnp.arange(per_prompt.shape[0]) * num_candidates + jnp.argmin(per_prompt, axis=1)
+
+
+def selection_key(seed: int):
+    """The key a ``seed``'s call draws its candidate selection's noise from."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 3)
+
+
+_SCORERS = weakref.WeakKeyDictionary()   # pipeline -> {selection: jitted scorer}
+
+
+def candidate_scores(pipe, latents, cond_text, contrast_text, contrast_mask, selection, key):
+    """The ``(B * N,)`` relative prompt losses and ``(B * N, 1 + K)`` caption losses of the candidates'
+    final ``latents`` under ``pipe``'s transformer: ``cond_text`` ``(B * N, L, D)``, ``contrast_text``
+    ``(K, B * N, L, D)``, ``contrast_mask`` ``(K, B * N)``."""
+    scorers = _SCORERS.setdefault(pipe, {})
+    if selection not in scorers:
+        transformer = pipe.components.transformer
+        ac = alphas_cumprod_table(pipe.components.scheduler_config)
+
+        def score(params, x0, text, mask, key):
+            fn = lambda x, txt, t: transformer.apply({"params": params}, x, txt, t)  # noqa: E731
+            losses = caption_losses(fn, x0, text, ac, selection.timesteps, key, selection.repeats,
+                                    selection.object_weight, selection.object_threshold)
+            return relative_prompt_loss(losses, mask), losses
+
+        scorers[selection] = jax.jit(score)
+    text = jnp.concatenate([cond_text[None], contrast_text])
+    return scorers[selection](pipe.components.transformer_params, latents, text, contrast_mask, key)
+
+
+def select_candidates(pipe, latents, cond_text, contrast_text, contrast_mask, selection, key):
+    """Each prompt's best of its ``N`` candidates (``(B * N, ...)`` prompt-major -> ``(B, ...)``); with no
+    contrast prompts, the first. ``key``: one for the batch, or a list of one per prompt (per-prompt
+    seeds: each prompt's candidates scored as a call of that prompt alone)."""
+    n = selection.candidates
+    if contrast_text is None:
+        return latents[::n]
+    if not isinstance(key, list):
+        relative, _ = candidate_scores(pipe, latents, cond_text, contrast_text, contrast_mask, selection, key)
+        return latents[best_candidates(relative, n)]
+    kept = []
+    for b, k in enumerate(key):
+        rows = slice(b * n, (b + 1) * n)
+        relative, _ = candidate_scores(pipe, latents[rows], cond_text[rows], contrast_text[:, rows],
+                                       contrast_mask[:, rows], selection, k)
+        kept.append(latents[rows][best_candidates(relative, n)])
+    return jnp.concatenate(kept)

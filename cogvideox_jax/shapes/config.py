@@ -77,14 +77,7 @@ class VAETrainConfig:
     l1_weight: float = 1.0
     mse_weight: float = 1.0
     kl_weight: float = 1e-4         # on the per-element mean KL
-    foreground_weight: float = 4.0  # extra weight on object pixels (see train/vae_objective.py)
-    # > 0: 2x-pooled latents must also decode to the 2x-pooled clip (train/vae_objective.py); 0.5 kept
-    # the PSNR but did not help the transformer draw shapes (cogvideox_jax/shapes/README.md)
-    scale_equivariance_weight: float = 0.0
-    # > 0: the decoder is trained on latents noised by up to this std, in units of the latent's std
-    # (train/vae_objective.py), so the encoder must make outlines stand out of the noise; 0.5 did not
-    # help the transformer draw shapes (cogvideox_jax/shapes/README.md)
-    latent_noise: float = 0.0
+    foreground_weight: float = 4.0  # extra weight on object pixels (see cogvideox_jax/shapes/vae_objective.py)
     object_crops: bool = True       # crops drawn around each clip's object (vae_trainer.random_crops)
     grad_clip: float = 1.0
     seed: int = 0
@@ -113,7 +106,6 @@ def transformer_train_config() -> TrainConfig:
     return TrainConfig(
         model="shapes", mesh="data=-1", batch_size=16, seed=0, snr_shift_scale=1.0,
         explicit_uniform_sampling=False, text_dropout=0.1, text_len=SHAPES_TRANSFORMER.max_text_seq_length,
-        object_loss_weight=4.0,          # v-loss x5 on the object's latent cells (cogvideox_jax/shapes/README.md)
         ema_decay=0.999,
         optimizer=OptimizerConfig(lr=1e-3, warmup_steps=100, schedule="cosine", final_lr_ratio=0.05,
                                   weight_decay=1e-4, grad_clip=1.0),
@@ -121,23 +113,6 @@ def transformer_train_config() -> TrainConfig:
         checkpoint=CheckpointConfig(directory="checkpoints", every_steps=1500, keep_last=1, keep_best=0),
         data=DataConfig(kind="precomputed"),
         log_every=50,
-    )
-
-
-def transformer_finetune_config() -> TrainConfig:
-    """The fine-tune stage, **off by default** (0 steps: the transformer stage's weights are shipped).
-    With ``--set transformer_finetune.stages.0.steps=1200``: the transformer stage's EMA weights
-    trained on at lr 2e-4 (50 warmup steps, cosine to 5 %, a fresh EMA 0.999 from those weights) with
-    the caption-contrastive term (train/caption_contrast.py, weight 16): each row also denoised with
-    its caption's shape word swapped, the true caption rewarded for fitting better (+65 % step time).
-    On the 4 x 320 transformer, a one-off 1500-step fine-tune with the term scored shape 63 % against
-    58 % without it, but this stage scored 58.3 % (1200 steps, seed 1) and 57.1 % (1500 steps, seed 0)
-    against 57.9 %: no gain that reproduces (cogvideox_jax/shapes/README.md)."""
-    base = transformer_train_config()
-    return dataclasses.replace(
-        base, seed=1, caption_contrast_weight=16.0, caption_contrast_sharpness=20.0,
-        optimizer=dataclasses.replace(base.optimizer, lr=2e-4, warmup_steps=50),
-        stages=(StageConfig(name="contrast", steps=0, num_frames=NUM_FRAMES, height=SIZE, width=SIZE),),
     )
 
 
@@ -193,14 +168,17 @@ class ShapesRecipe:
     vae_train: VAETrainConfig = field(default_factory=VAETrainConfig)
     vae_decoder_train: VAETrainConfig = field(default_factory=vae_decoder_train_config)
     transformer_train: TrainConfig = field(default_factory=transformer_train_config)
-    transformer_finetune: TrainConfig = field(default_factory=transformer_finetune_config)
+    # the transformer stage's v-loss x (1 + object_loss_weight) on the object's latent cells (latent
+    # vectors farther than object_threshold from their frame's median: object_loss_weight.py); 0 turns it off
+    object_loss_weight: float = 4.0
+    object_threshold: float = 1.5
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     # How the latents are scaled for the transformer: "global" (one scaling_factor = 1/std, the
     # CogVideoX way) or "per_channel" (each channel centred and scaled to unit std: the VAE config's
     # latents_mean / latents_std). This VAE's channels have offsets up to 2x the overall std and
     # stds of 0.3-0.6 of it, so globally scaled latents carry their content at ~1/6 of the noise's
-    # variance; yet per channel (with transformer_train.object_threshold=4.0, the same ~12 % of cells)
+    # variance; yet per channel (with object_threshold=4.0, the same ~12 % of cells)
     # the full recipe drew shapes worse: 37 % vs 45 % (cogvideox_jax/shapes/README.md).
     latent_normalization: str = "global"
     # True: the T5 is trained with the transformer (on token ids, from a random init; the checkpoint

@@ -5,14 +5,15 @@ fresh install with no downloaded weights.
 It is a regular cogvideox-jax pipeline checkpoint (``convert/pipeline_checkpoint.py``) written by
 ``cogvideox-jax train-shapes --install`` (``cogvideox_jax/shapes/recipe.py``) plus ``sampling.json``, the
 step count, guidance scale, contrast guidance (``contrast_prompts.py``) and best-of-N candidate
-selection (``candidate_selection.py``) it was evaluated with.
+selection (``candidate_selection.py``) it was evaluated with. ``cogvideox-jax sample`` uses it when given
+no model (``sampling.py``).
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
+from cogvideox_jax.pipeline.components import sampling_defaults  # noqa: F401 (sampling.json, read by the core)
 from cogvideox_jax.shapes.stage_folders import ATTEMPT, DONE, SETTINGS
 
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "default_model", "shapes")
@@ -28,16 +29,6 @@ def default_checkpoint() -> str:
             f"no default model at {DEFAULT_MODEL_DIR}; pass --checkpoint/--diffusers, or train and install one "
             "with `cogvideox-jax train-shapes --workdir DIR --install`")
     return DEFAULT_MODEL_DIR
-
-
-def sampling_defaults(checkpoint: str) -> dict:
-    """``{"steps": ..., "guidance_scale": ..., "contrast_scale": ..., "contrast_words": [...],
-    "candidates": ..., "selection_*": ...}`` stored with a checkpoint (empty when absent)."""
-    path = os.path.join(checkpoint, "sampling.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
 
 
 def install_default_model(checkpoint: str, target: str = DEFAULT_MODEL_DIR) -> str:

@@ -11,15 +11,14 @@ for a resumed stage the interrupted runs' time up to that checkpoint plus the re
 1. ``dataset/``      the synthetic shapes clips (``make-dataset shapes``), train + held-out split;
 2. ``tokenizer/``    a sentencepiece T5 tokenizer trained on the training captions;
 3. ``text_encoder/`` a tiny T5 encoder, frozen at its random init (the transformer learns to read it);
-4. ``vae/``          a small CogVideoX 3D causal VAE (reconstruction + KL, ``train/vae_objective.py``);
+4. ``vae/``          a small CogVideoX 3D causal VAE (reconstruction + KL, ``cogvideox_jax/shapes/vae_objective.py``);
 5. ``vae_decoder/``  that VAE with its decoder fine-tuned, the encoder frozen (same latents);
 6. ``latents/``      posterior means scaled to unit variance (``latent_normalization``: one scaling
                      factor by default, or per channel) and T5 embeddings of every training clip;
-7. ``transformer/``  the expert transformer on those latents (the project's ``Trainer``, v-loss);
-8. ``transformer_finetune/`` its weights passed on unchanged, or (``transformer_finetune.stages.0.steps``
-                     > 0) fine-tuned with the caption-contrastive term;
-9. ``checkpoint/``   a cogvideox-jax pipeline checkpoint (what ``sample --checkpoint`` reads);
-10. ``eval/``        samples for the held-out prompts (or, ``evaluation.split=train``, training
+7. ``transformer/``  the expert transformer on those latents (the project's ``Trainer``, v-loss weighted
+                     toward the object's latent cells: ``object_loss_weight.py``);
+8. ``checkpoint/``   a cogvideox-jax pipeline checkpoint (what ``sample --checkpoint`` reads);
+9. ``eval/``         samples for the held-out prompts (or, ``evaluation.split=train``, training
                      captions) and their shapes-evaluator scores + VAE PSNR.
 
 ``--install`` copies ``checkpoint/`` into the package as the default model of ``cogvideox-jax sample``.
@@ -30,7 +29,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import time
 
 import numpy as np
@@ -48,7 +46,7 @@ def _captions(split_root: str) -> list[str]:
 
 def _train_clips(dataset: str, progress: bool) -> np.ndarray:
     """The training clips as uint8 (N, T, H, W, 3), decoded once and kept next to the dataset."""
-    from cogvideox_jax.train.vae_trainer import load_clips
+    from cogvideox_jax.shapes.vae_trainer import load_clips
 
     cache = os.path.join(dataset, "train_clips_uint8.npy")
     if os.path.exists(cache):
@@ -115,7 +113,7 @@ def stage_vae(recipe, out: str, dataset: str, progress: bool, init_dir: str | No
     from cogvideox_jax.convert.params_checkpoint import restore_params
     from cogvideox_jax.shapes.eval.psnr import psnr
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
-    from cogvideox_jax.train.vae_trainer import load_clips, reconstruct, save_vae, train_vae
+    from cogvideox_jax.shapes.vae_trainer import load_clips, reconstruct, save_vae, train_vae
 
     vae = AutoencoderKLCogVideoX(recipe.vae)
     clips = _train_clips(dataset, progress)
@@ -138,7 +136,6 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
 
     from cogvideox_jax.compiler_options import memory_optimized
     from cogvideox_jax.convert.params_checkpoint import restore_params
-    from cogvideox_jax.shapes.dataset.swapped_captions import swapped_shape_captions
     from cogvideox_jax.models.t5.prompt_encoding import encode_prompts_jit, load_tokenizer, tokenize_prompts
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
     from cogvideox_jax.models.vae.latent_scaling import scale_latents
@@ -168,13 +165,6 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
                                for i in range(0, len(token_ids), 256)]).astype(np.float32)
 
     np.save(os.path.join(out, "text_emb.npy"), encode(ids))
-    # each caption with its shape word swapped for every other shape: the negatives of the
-    # caption-contrastive term (transformer_train.caption_contrast_weight), (N, 5, L[, D])
-    swapped = [c for caption in captions for c in swapped_shape_captions(caption)]
-    swapped_ids = tokenize_prompts(tok, swapped, L)
-    k = len(swapped) // len(captions)
-    np.save(os.path.join(out, "contrast_text_ids.npy"), swapped_ids.reshape(len(captions), k, L))
-    np.save(os.path.join(out, "contrast_text_emb.npy"), encode(swapped_ids).reshape(len(captions), k, L, -1))
     np.save(os.path.join(out, "null_text_emb.npy"), encode(null_ids)[0])
     # the token ids too, for a transformer stage that trains the text encoder (recipe.train_text_encoder)
     np.save(os.path.join(out, "text_ids.npy"), ids)
@@ -203,25 +193,33 @@ def vae_with_scaling(vae_cfg, scaling: dict):
     return dataclasses.replace(vae_cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in scaling.items()})
 
 
-def _train_transformer(recipe, cfg, out: str, latents_dir: str, progress: bool, base_params=None) -> dict:
-    """Train the transformer (with the T5 when ``recipe.train_text_encoder``) by ``cfg`` on the cached
-    latents, from ``base_params`` (host params) or a random init; writes ``params`` (the EMA's when
-    ``cfg`` keeps one) and, for the joint model, ``text_encoder_params``."""
+def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True) -> dict:
+    """Train the transformer (with the T5 when ``recipe.train_text_encoder``) by ``recipe.transformer_train``
+    on the cached latents, from a random init, the v-loss weighted by ``object_loss_weights``; writes
+    ``params`` (the EMA's when it keeps one) and, for the joint model, ``text_encoder_params``."""
+    import functools
+
     import jax.numpy as jnp
 
     from cogvideox_jax.convert.params_checkpoint import save_params
     from cogvideox_jax.models.text_video_denoiser import TextVideoDenoiser
     from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
     from cogvideox_jax.train.model_factory import spec_for_text_video_denoiser, spec_for_transformer
+    from cogvideox_jax.shapes.object_loss_weight import object_loss_weights
     from cogvideox_jax.train.trainer import Trainer, host_tree
 
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, kind="precomputed", path=latents_dir))
+    cfg = recipe.transformer_train
+    model = recipe.transformer.replace(**cfg.execution.overrides())   # the stage's execution options
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, kind="precomputed", path=latents_dir),
+                              execution=type(cfg.execution)())
     dtypes = dict(dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.dtype(cfg.param_dtype))
     if recipe.train_text_encoder:  # T5 + transformer trained together on token ids
-        spec = spec_for_text_video_denoiser(TextVideoDenoiser(recipe.t5, recipe.transformer, **dtypes))
+        spec = spec_for_text_video_denoiser(TextVideoDenoiser(recipe.t5, model, **dtypes))
     else:                          # the transformer alone, on the frozen T5's cached embeddings
-        spec = spec_for_transformer(CogVideoXTransformer3D(recipe.transformer, **dtypes))
-    trainer = Trainer(cfg, os.path.join(out, "run"), model_spec=spec, progress=progress, base_params=base_params)
+        spec = spec_for_transformer(CogVideoXTransformer3D(model, **dtypes))
+    weights = (functools.partial(object_loss_weights, extra=recipe.object_loss_weight,
+                                 threshold=recipe.object_threshold) if recipe.object_loss_weight > 0 else None)
+    trainer = Trainer(cfg, os.path.join(out, "run"), model_spec=spec, progress=progress, loss_weights=weights)
     records = trainer.fit()
     state = trainer.state
     params = host_tree(state.ema if cfg.ema_decay > 0 else state.params)
@@ -235,42 +233,19 @@ def _train_transformer(recipe, cfg, out: str, latents_dir: str, progress: bool, 
             "ema": cfg.ema_decay > 0, "text_encoder_trained": recipe.train_text_encoder}
 
 
-def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True) -> dict:
-    return _train_transformer(recipe, recipe.transformer_train, out, latents_dir, progress)
-
-
-def stage_transformer_finetune(recipe, out: str, transformer_dir: str, latents_dir: str,
-                               progress: bool = True) -> dict:
-    """``recipe.transformer_finetune`` from the transformer stage's weights (its EMA): a short run at
-    a lower learning rate with the caption-contrastive term (``cogvideox_jax/shapes/config.py``). With 0 steps it
-    passes the transformer stage's weights on unchanged."""
-    from cogvideox_jax.convert.params_checkpoint import restore_params
-
-    cfg = recipe.transformer_finetune
-    names = ["params"] + ([TRAINED_T5] if recipe.train_text_encoder else [])
-    if cfg.total_steps == 0:
-        for name in names:
-            shutil.copytree(os.path.join(transformer_dir, name), os.path.join(out, name))
-        return {"steps": 0}
-    base = restore_params(os.path.join(transformer_dir, "params"))
-    if recipe.train_text_encoder:
-        base = {"text_encoder": restore_params(os.path.join(transformer_dir, TRAINED_T5)), "transformer": base}
-    return _train_transformer(recipe, cfg, out, latents_dir, progress, base_params=base)
-
-
 def stage_checkpoint(recipe, out: str, p: dict) -> dict:
     from configs.scheduler import SchedulerConfig
     from cogvideox_jax.convert.params_checkpoint import restore_params
     from cogvideox_jax.convert.pipeline_checkpoint import write_pipeline_checkpoint
-    from cogvideox_jax.train.vae_trainer import vae_config_json
+    from cogvideox_jax.shapes.vae_trainer import vae_config_json
 
     with open(os.path.join(p["latents"], "scaling.json")) as f:
         scaling = json.load(f)
     vae_cfg = vae_with_scaling(recipe.vae, scaling)
     configs = {"transformer": recipe.transformer.to_diffusers_config(), "vae": vae_config_json(vae_cfg),
                "text_encoder": t5_config_json(recipe.t5)}
-    trained_t5 = os.path.join(p["transformer_finetune"], TRAINED_T5)
-    params = {"transformer": restore_params(os.path.join(p["transformer_finetune"], "params")),
+    trained_t5 = os.path.join(p["transformer"], TRAINED_T5)
+    params = {"transformer": restore_params(os.path.join(p["transformer"], "params")),
               "vae": restore_params(os.path.join(p["vae_decoder"], "params")),
               "text_encoder": restore_params(trained_t5 if os.path.exists(trained_t5)
                                              else os.path.join(p["text_encoder"], "params"))}
@@ -310,6 +285,7 @@ def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: in
     from cogvideox_jax.data.video_io import write_video
     from cogvideox_jax.pipeline import CogVideoXPipeline
     from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
+    from cogvideox_jax.shapes.sampling import sample
 
     pipe = CogVideoXPipeline.from_pretrained(checkpoint)
     os.makedirs(os.path.join(out, "videos"), exist_ok=True)
@@ -320,9 +296,9 @@ def sample_prompts(checkpoint: str, rows: list[dict], seeds, out: str, steps: in
             chunk = rows[start:start + batch_size]
             captions = [r["caption"] for r in chunk]
             contrasts = [contrast_prompts(c, [contrast_words]) for c in captions]   # guidance and/or selection
-            videos = pipe(captions, num_inference_steps=steps, guidance_scale=guidance,
-                          seed=batch_seed(seed, start), progress=False, contrast_prompts=contrasts,
-                          contrast_scale=contrast_scale, selection=selection)
+            videos = sample(pipe, captions, num_inference_steps=steps, guidance_scale=guidance,
+                            seed=batch_seed(seed, start), progress=False, contrast_prompts=contrasts,
+                            contrast_scale=contrast_scale, selection=selection)
             for i, (r, v) in enumerate(zip(chunk, np.asarray(videos)), start):
                 rel = f"videos/{i:05d}_seed{seed}.mp4"
                 write_video(os.path.join(out, rel), v, fps=8.0)
@@ -353,7 +329,7 @@ def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
     from cogvideox_jax.shapes.eval.psnr import psnr
     from cogvideox_jax.models.vae.autoencoder import AutoencoderKLCogVideoX
     from cogvideox_jax.shapes.candidate_selection import selection_from_settings
-    from cogvideox_jax.train.vae_trainer import load_clips, reconstruct
+    from cogvideox_jax.shapes.vae_trainer import load_clips, reconstruct
 
     ev = recipe.evaluation
     rows = split_prompts(p["dataset"], ev.split, ev.num_prompts)
@@ -381,10 +357,13 @@ def stage_eval(recipe, out: str, p: dict, progress: bool) -> dict:
 # -------------------------------------------------------------------------------------------- main
 def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = True) -> dict:
     recipe.evaluation.check()
-    for name in ("transformer_train", "transformer_finetune"):
-        if getattr(recipe, name).execution.overrides():
-            raise ValueError(f"{name}.execution: the recipe's transformer runs as `transformer.*` says "
-                             "(e.g. --set transformer.matmul_dtype=float32), not by TrainConfig.execution")
+    from configs.transformer import EXECUTION_FIELDS
+    from cogvideox_jax.shapes.config import SHAPES_TRANSFORMER
+
+    changed = [f for f in EXECUTION_FIELDS if getattr(recipe.transformer, f) != getattr(SHAPES_TRANSFORMER, f)]
+    if changed:
+        raise ValueError(f"transformer.{changed[0]}: execution options are set per training stage as in `train`, "
+                         f"e.g. --set transformer_train.execution.{changed[0]}=...")
     os.makedirs(workdir, exist_ok=True)
     tpath = os.path.join(workdir, "timings.json")
     timings = json.load(open(tpath)) if os.path.exists(tpath) else {}
@@ -398,8 +377,6 @@ def run(recipe, workdir: str, stop_after: str | None = None, progress: bool = Tr
         "latents": lambda: stage_latents(recipe, p["latents"], p["dataset"], p["vae_decoder"], p["tokenizer"],
                                          p["text_encoder"], progress),
         "transformer": lambda: stage_transformer(recipe, p["transformer"], p["latents"], progress),
-        "transformer_finetune": lambda: stage_transformer_finetune(recipe, p["transformer_finetune"], p["transformer"],
-                                                                   p["latents"], progress),
         "checkpoint": lambda: stage_checkpoint(recipe, p["checkpoint"], p),
         "eval": lambda: stage_eval(recipe, p["eval"], p, progress),
     }

@@ -14,14 +14,13 @@ import json
 import os
 import shutil
 
-STAGES = ("dataset", "tokenizer", "text_encoder", "vae", "vae_decoder", "latents", "transformer",
-          "transformer_finetune", "checkpoint", "eval")
+STAGES = ("dataset", "tokenizer", "text_encoder", "vae", "vae_decoder", "latents", "transformer", "checkpoint",
+          "eval")
 DONE = ".done"
 # Recipe fields added after stage keys were introduced: they enter a stage's settings only when set
 # away from their default, so the stages of a workdir written before them keep their keys (and are
 # not redone by a rerun) unless the new option is used.
-ADDED_SINCE_KEYS = ("vae_train.latent_noise", "vae_decoder_train.latent_noise", "transformer.matmul_dtype",
-                    "transformer_train.execution", "transformer_finetune.execution")
+ADDED_SINCE_KEYS = ("transformer.matmul_dtype", "transformer_train.execution")
 SETTINGS = "settings.json"           # a stage's key, settings and input stages' keys (``stage_record``)
 # What each stage's output depends on: the recipe fields (dotted paths) and the stages it reads. A
 # stage's key hashes both, its inputs by their keys, so a changed field reruns that stage and every
@@ -34,19 +33,17 @@ STAGE_DEPENDENCIES = {
     "vae_decoder": (("vae_decoder_train", "vae"), ("dataset", "vae")),
     "latents": (("vae", "t5", "transformer.max_text_seq_length", "latent_normalization"),
                 ("dataset", "vae_decoder", "tokenizer", "text_encoder")),
-    "transformer": (("transformer_train", "transformer", "train_text_encoder", "latent_normalization"), ("latents",)),
-    "transformer_finetune": (("transformer_finetune", "transformer", "train_text_encoder", "latent_normalization"),
-                             ("transformer", "latents")),
+    "transformer": (("transformer_train", "transformer", "train_text_encoder", "latent_normalization",
+                     "object_loss_weight", "object_threshold"), ("latents",)),
     "checkpoint": (("sampling", "transformer", "vae", "t5", "transformer_train.snr_shift_scale"),
-                   ("transformer_finetune", "vae_decoder", "text_encoder", "tokenizer", "latents")),
+                   ("transformer", "vae_decoder", "text_encoder", "tokenizer", "latents")),
     "eval": (("evaluation", "sampling", "vae"), ("checkpoint", "dataset", "vae_decoder")),
 }
 # the training stages that write orbax checkpoints, and where: an interrupted one resumes from its
 # last checkpoint when its key is unchanged
-CHECKPOINTED_STAGES = {"vae": "checkpoints", "vae_decoder": "checkpoints", "transformer": "run/checkpoints",
-                       "transformer_finetune": "run/checkpoints"}
+CHECKPOINTED_STAGES = {"vae": "checkpoints", "vae_decoder": "checkpoints", "transformer": "run/checkpoints"}
 ATTEMPT = "attempt.json"             # a checkpointed stage's current run: when it started, and the seconds before it
-TRAINED_T5 = "text_encoder_params"   # transformer(_finetune)/ subfolder: the T5 trained with it (train_text_encoder)
+TRAINED_T5 = "text_encoder_params"   # transformer/ subfolder: the T5 trained with it (train_text_encoder)
 
 
 def is_done(path: str) -> bool:

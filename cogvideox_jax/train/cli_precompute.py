@@ -7,7 +7,7 @@ and encoding videos every step (what the reference fine-tuning does for speed).
         --buckets 49x480x720 --out /data/clips-latents --num-shards 8
 
 Long clips on a pod: ``--mesh fsdp=2,sequence=4 --vae-encode context-parallel`` splits every clip's
-frames after the first over ``sequence`` (``parallel/context_parallel_vae.py``: ~1/P of the VAE's
+frames after the first over ``sequence`` (``cogvideox_jax/models/vae/context_parallel.py``: ~1/P of the VAE's
 activations per device, equal to one-pass ``whole`` encoding) and the batch over data / fsdp; the
 frozen T5 runs sharded by its parameters' logical names (``parallel/param_sharding.py``).
 """
@@ -154,7 +154,7 @@ def precompute_encoders(pretrained_root: str, *, text_len: int = 226, mesh=None,
                                   *COMPONENT_KINDS["text_encoder"].dummy_inputs(t5.config))["params"]
         t5_params = place_params(t5_params, param_shardings(abstract, mesh))
         if vae_encode == "context-parallel":
-            from cogvideox_jax.parallel.context_parallel_vae import context_parallel_encode
+            from cogvideox_jax.models.vae.context_parallel import context_parallel_encode
 
             video_fn = lambda p, v: moments(context_parallel_encode(vae, p, v, mesh))  # noqa: E731
         else:

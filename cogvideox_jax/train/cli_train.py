@@ -47,7 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from cogvideox_jax.train.distributed import initialize
+    from cogvideox_jax.parallel.distributed import initialize
 
     initialize(args.coordinator, args.num_processes, args.process_id, local_device_count=args.local_devices)
     from cogvideox_jax.train.trainer import Trainer
@@ -55,7 +55,7 @@ def run(args) -> int:
     extra = ([f"init_from={args.init}"] if args.init else []) + ([f"init_lora={args.init_lora}"] if args.init_lora else [])
     cfg = load_config(args.config, list(args.overrides) + extra)
     cfg = fit_mesh_to_devices(cfg)
-    from cogvideox_jax.convert.errors import CheckpointFormatError, WeightMismatchError
+    from cogvideox_jax.errors import CheckpointFormatError, WeightMismatchError
     from cogvideox_jax.train.init_source import InitError
     from cogvideox_jax.train.trainer import NonFiniteTrainingError
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from cogvideox_jax.diffusion.training_targets import add_noise, loss_weight, v_to_x0, velocity_target
+
 
 def training_alphas_cumprod(num_timesteps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012,
                             snr_shift_scale: float = 1.0, zero_terminal_snr: bool = True) -> np.ndarray:
@@ -28,37 +30,20 @@ def training_alphas_cumprod(num_timesteps: int = 1000, beta_start: float = 0.000
                                           rescale_betas_zero_snr=zero_terminal_snr))
 
 
-def _bcast(a, x):
-    return a.reshape(a.shape + (1,) * (x.ndim - a.ndim))
-
-
-def add_noise(x0, noise, alphas_cumprod_t):
-    """``x_t = √ᾱ·x0 + √(1−ᾱ)·ε`` (ᾱ per batch row)."""
-    a = _bcast(alphas_cumprod_t, x0)
-    return jnp.sqrt(a) * x0 + jnp.sqrt(1.0 - a) * noise
-
-
-def velocity_target(x0, noise, alphas_cumprod_t):
-    """``v = √ᾱ·ε − √(1−ᾱ)·x0``."""
-    a = _bcast(alphas_cumprod_t, x0)
-    return jnp.sqrt(a) * noise - jnp.sqrt(1.0 - a) * x0
-
-
-def v_prediction_loss(v_pred, x0, noise, alphas_cumprod_t, per_example: bool = False, weights=None):
-    """MSE between the predicted and the true velocity, in float32; mean over all elements
-    (``per_example``: mean over non-batch dims, shape (B,)). ``weights``: optional per-element weights
-    broadcasting against ``x0`` (e.g. ``cogvideox_jax/shapes/object_loss_weight.py``), applied before the mean."""
-    v = velocity_target(x0.astype(jnp.float32), noise.astype(jnp.float32), alphas_cumprod_t.astype(jnp.float32))
+def v_prediction_loss(ac, v_pred, x0, noise, t, weights=None):
+    """MSE between the predicted and the true velocity at timesteps ``t`` (B,) of the ᾱ table ``ac``
+    (``diffusion/training_targets.py``), in float32: the mean over rows of each row's mean. ``weights``:
+    optional per-element weights broadcasting against ``x0`` (``train_step.StepOptions.loss_weights``),
+    applied before the means."""
+    v = velocity_target(ac, x0.astype(jnp.float32), noise.astype(jnp.float32), t)
     err = jnp.square(v_pred.astype(jnp.float32) - v)
     if weights is not None:
         err = err * weights
-    per = jnp.mean(err.reshape(err.shape[0], -1), axis=1)
-    return per if per_example else jnp.mean(per)
+    return jnp.mean(jnp.mean(err.reshape(err.shape[0], -1), axis=1))
 
 
-def weighted_x0_loss(v_pred, x0, noise, alphas_cumprod_t):
+def weighted_x0_loss(ac, v_pred, x0, noise, t):
     """The literal SAT loss ``mean(w·(D − x0)²)``, ``w = 1/(1−ᾱ)`` (unstable where ᾱ → 1)."""
-    a = _bcast(alphas_cumprod_t.astype(jnp.float32), x0)
-    x_t = add_noise(x0, noise, alphas_cumprod_t)
-    denoised = jnp.sqrt(a) * x_t - jnp.sqrt(1.0 - a) * v_pred
-    return jnp.mean(jnp.square(denoised - x0) / (1.0 - a))
+    x_t = add_noise(ac, x0, noise, t)
+    w = loss_weight(ac, t).reshape((-1,) + (1,) * (x0.ndim - 1))
+    return jnp.mean(jnp.square(v_to_x0(ac, x_t, v_pred, t) - x0) * w)

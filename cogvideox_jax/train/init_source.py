@@ -156,7 +156,7 @@ def host_init_params(source: InitSource, module, param_dtype) -> dict:
 def _check_tree(params, module, source: InitSource) -> None:
     from flax import traverse_util
 
-    from cogvideox_jax.convert.errors import WeightMismatchError
+    from cogvideox_jax.errors import WeightMismatchError
     from cogvideox_jax.convert.tree_check import abstract_params
     from cogvideox_jax.models.transformer.transformer_3d import dummy_inputs
 

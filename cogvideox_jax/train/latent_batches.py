@@ -3,8 +3,7 @@
 
 - ``SyntheticLatentBatches``: a fixed set of random examples, reshuffled every epoch from a seed;
   deterministic, so a resumed run sees exactly the batches an uninterrupted run sees.
-- ``ArrayLatentBatches``: precomputed latents + T5 embeddings (e.g. ``np.load`` of cached arrays),
-  optionally each example's swapped captions (one drawn per row: the caption-contrastive term).
+- ``ArrayLatentBatches``: precomputed latents + T5 embeddings (e.g. ``np.load`` of cached arrays).
 - ``EncodedVideoBatches``: wraps a pixel pipeline yielding ``{"video": (B,T,H,W,3), "prompt": …}``
   (``cogvideox_jax/data``) and encodes with the frozen VAE / T5 callables given to it.
 """
@@ -21,18 +20,14 @@ class ArrayLatentBatches:
     """Epoch-shuffled batches over in-memory arrays; state = number of batches consumed."""
 
     def __init__(self, latents: np.ndarray, text_emb: np.ndarray, batch_size: int, seed: int = 0,
-                 text_key: str = "text_emb", contrast: np.ndarray | None = None):
+                 text_key: str = "text_emb"):
         if len(latents) != len(text_emb):
             raise ValueError("latents and text_emb have different lengths")
-        if contrast is not None and (len(contrast) != len(text_emb) or contrast.shape[2:] != text_emb.shape[1:]):
-            raise ValueError(f"contrast captions {contrast.shape} do not match text {text_emb.shape}: "
-                             f"expected (N, K, {', '.join(map(str, text_emb.shape[1:]))})")
         if len(latents) < batch_size:
             raise ValueError(f"{len(latents)} examples < batch size {batch_size}")
         self.latents, self.text_emb = latents, text_emb
         self.batch_size, self.seed = batch_size, seed
         self.text_key = text_key  # "text_ids" when text_emb holds token ids (B, L)
-        self.contrast = contrast  # (N, K, ...) swapped captions -> batch key "contrast_" + text_key
         self.position = 0
 
     @property
@@ -49,12 +44,8 @@ class ArrayLatentBatches:
 
     def __next__(self) -> dict:
         idx = self._indices(self.position)
-        batch = {"latents": self.latents[idx], self.text_key: self.text_emb[idx]}
-        if self.contrast is not None:  # one of each row's K swapped captions, drawn from (seed, position)
-            k = np.random.default_rng([self.seed, self.position, 1]).integers(0, self.contrast.shape[1], len(idx))
-            batch["contrast_" + self.text_key] = self.contrast[idx, k]
         self.position += 1
-        return batch
+        return {"latents": self.latents[idx], self.text_key: self.text_emb[idx]}
 
     def get_state(self) -> dict:
         return {"position": int(self.position), "seed": int(self.seed)}

@@ -65,16 +65,7 @@ def default_data(cfg, stage_index: int, lat_shape, text_shape, batch_size: int):
         key = text_batch_key(text_shape)
         lat = np.load(os.path.join(d.path, "latents.npy"), mmap_mode="r")
         txt = np.load(os.path.join(d.path, f"{key}.npy"), mmap_mode="r")
-        contrast = None
-        if cfg.caption_contrast_weight > 0:
-            path = os.path.join(d.path, f"contrast_{key}.npy")
-            if not os.path.exists(path):
-                raise FileNotFoundError(
-                    f"caption_contrast_weight > 0 needs {path}: per example, its caption with one word swapped "
-                    f"(N, K, ...) (the shapes recipe's latents stage writes it)")
-            contrast = np.load(path, mmap_mode="r")
-        return ArrayLatentBatches(lat, txt, batch_size, seed=d.shuffle_seed + stage_index, text_key=key,
-                                  contrast=contrast)
+        return ArrayLatentBatches(lat, txt, batch_size, seed=d.shuffle_seed + stage_index, text_key=key)
     if d.kind == "latent_cache":
         from cogvideox_jax.train.cli_precompute import latent_cache_data
 
@@ -101,10 +92,12 @@ class Trainer:
     ``base_params``: host (numpy) params to start from (pretrained weights); default random init.
     ``data_factory(cfg, stage_index, latent_shape, text_shape, batch_size)`` → batch iterator.
     ``stdout``: print metric lines (and the progress bar); ``progress``: the progress bar alone.
+    ``loss_weights(x0) -> weights``: per-element v-loss weights (``train_step.StepOptions.loss_weights``).
     """
 
     def __init__(self, cfg, workdir: str, *, mesh=None, base_params=None, data_factory=None,
-                 model_spec: ModelSpec | None = None, stdout: bool = True, progress: bool = True):
+                 model_spec: ModelSpec | None = None, stdout: bool = True, progress: bool = True,
+                 loss_weights: Callable | None = None):
         self.workdir = paths.absolute(workdir)
         if not cfg.init_from and model_spec is None and base_params is None:
             cfg = _resumed_init(cfg, self.workdir)
@@ -124,9 +117,7 @@ class Trainer:
             raise ValueError(f"execution options {sorted(cfg.execution.overrides())} apply to the model built from "
                              "cfg.model; this Trainer was given a model_spec: set them on its TransformerConfig")
         self.spec = model_spec or build_model(cfg, self.init, mesh=self.mesh)
-        if cfg.caption_contrast_weight > 0 and data_factory is None and cfg.data.kind != "precomputed":
-            raise ValueError("caption_contrast_weight > 0 needs data.kind='precomputed' (with contrast_text_emb.npy) "
-                             f"or a data_factory whose batches carry swapped captions; got {cfg.data.kind!r}")
+        self.loss_weights = loss_weights
         self.pipeline_root = (self.init.pipeline if self.init is not None else None) or cfg.data.pretrained or None
         self.validator = None
         if cfg.validation.every_steps > 0:
@@ -271,40 +262,32 @@ class Trainer:
             data = FirstLatentFrameImages(data)
         if data_state and data_state.get("stage") == index and "iter" in data_state:
             data.set_state(data_state["iter"])
-        return _Stage(index, start, self.make_step(), data, (cfg.batch_size, *lat), (cfg.batch_size, *txt))
+        return _Stage(index, start, self.make_step(index), data, (cfg.batch_size, *lat), (cfg.batch_size, *txt))
 
     def step_options(self) -> StepOptions:
-        """What the jitted step does besides the model (``train_step.StepOptions``), from the config."""
-        cfg = self.cfg
-        return StepOptions(self.alphas_cumprod, text_dropout=cfg.text_dropout,
-                           explicit_uniform=cfg.explicit_uniform_sampling,
-                           timestep_probabilities=self.timestep_probabilities,
-                           grad_accum_steps=cfg.optimizer.grad_accum_steps, ema_decay=cfg.ema_decay,
+        """What the jitted step does besides the model (``train_step.StepOptions``): the config and what
+        this trainer derives from it."""
+        return StepOptions(self.cfg, self.alphas_cumprod, timestep_probabilities=self.timestep_probabilities,
                            lora_scale=self.lora_scale, null_text_emb=self._null_text_emb(),
-                           image_dropout=cfg.image_dropout if self.spec.image_conditioned else None,
-                           ofs=self.spec.ofs, object_loss_weight=cfg.object_loss_weight,
-                           object_threshold=cfg.object_threshold, rollout_fraction=cfg.rollout_fraction,
-                           rollout_max_jump=cfg.rollout_max_jump, rollout_min_t=cfg.rollout_min_t,
-                           rollout_start_step=cfg.rollout_start_step,
-                           caption_contrast_weight=cfg.caption_contrast_weight,
-                           caption_contrast_sharpness=cfg.caption_contrast_sharpness,
-                           caption_contrast_start_step=cfg.caption_contrast_start_step,
-                           patch_size_t=self.spec.patch_size_t)
+                           image_conditioned=self.spec.image_conditioned, ofs=self.spec.ofs,
+                           patch_size_t=self.spec.patch_size_t, loss_weights=self.loss_weights)
 
-    def batch_ndims(self) -> dict:
-        """Rank of every array a batch carries (their batch dimension is sharded over data / fsdp)."""
-        txt = 1 + len(self.spec.text_shape(self.cfg.text_len))
-        return {"latents": 5, self.spec.text_key: txt,
-                **({f"contrast_{self.spec.text_key}": txt} if self.cfg.caption_contrast_weight > 0 else {}),
-                **({"image_latents": 5} if self.spec.image_conditioned else {})}
+    def batch_shapes(self, stage_index: int = 0) -> dict:
+        """The shape of every array a batch of stage ``stage_index`` carries (its batch dimension is sharded
+        over data / fsdp)."""
+        lat, txt = self._shapes(self.cfg.stages[stage_index])
+        b = self.cfg.batch_size
+        return {"latents": (b, *lat), self.spec.text_key: (b, *txt),
+                **({"image_latents": (b, 1, *lat[1:])} if self.spec.image_conditioned else {})}
 
-    def make_step(self):
-        """The jitted ``step(state, batch) -> (state, metrics)`` on this trainer's mesh, with its state
-        shardings (``build_state`` / ``restore`` / ``abstract_step`` set them): what ``fit`` runs."""
+    def make_step(self, stage_index: int = 0):
+        """The jitted ``step(state, batch) -> (state, metrics)`` of stage ``stage_index`` on this trainer's
+        mesh, with its state shardings (``build_state`` / ``restore`` / ``abstract_step`` set them): what
+        ``fit`` runs."""
         if self.state_shardings is None:
             raise RuntimeError("make_step needs the state's shardings: build_state(), restore() or abstract_step() first")
         return make_train_step(self.spec.module, self.optimizer, self.schedule, self.step_options(), self.mesh,
-                               self.state_shardings, batch_ndims=self.batch_ndims())
+                               self.state_shardings, self.batch_shapes(stage_index))
 
     def abstract_step(self, stage_index: int = 0):
         """``(step, abstract state, abstract batch)`` of stage ``stage_index`` without allocating or reading
@@ -323,16 +306,9 @@ class Trainer:
             abstract = abstract_with_shardings(abstract, self.state_shardings)
         else:
             abstract, _, _ = self._abstract_state()
-        step = self.make_step()
-        lat, txt = self._shapes(self.cfg.stages[stage_index])
-        b = self.cfg.batch_size
-        shapes = {"latents": (b, *lat), self.spec.text_key: (b, *txt)}
-        if self.cfg.caption_contrast_weight > 0:
-            shapes[f"contrast_{self.spec.text_key}"] = (b, *txt)
-        if self.spec.image_conditioned:
-            shapes["image_latents"] = (b, 1, *lat[1:])
+        step = self.make_step(stage_index)
         batch = {k: jax.ShapeDtypeStruct(shape, jnp.float32, sharding=step.batch_shardings[k])
-                 for k, shape in shapes.items()}
+                 for k, shape in self.batch_shapes(stage_index).items()}
         return step, abstract, batch
 
     def _data_cfg(self):

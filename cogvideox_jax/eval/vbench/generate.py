@@ -56,7 +56,7 @@ def _generate(args) -> int:
     from tqdm.auto import tqdm
 
     from cogvideox_jax.pipeline import CogVideoXPipeline
-    from cogvideox_jax.pipeline.cli_commands import save_video
+    from cogvideox_jax.data.video_io import save_video
 
     if args.prompts_file:
         with open(args.prompts_file) as f:

@@ -8,7 +8,7 @@
 
 For each held-out prompt of the recipe's dataset (regenerated from ``cogvideox_jax/shapes/config.py`` unless
 ``--dataset`` is given) and each seed, the checkpoint samples ``--candidates`` videos exactly as
-``CogVideoXPipeline(..., selection=...)`` does in the recipe's evaluation (``sample_prompts``: batches of
+``shapes.sampling.sample(..., selection=...)`` does in the recipe's evaluation (``sample_prompts``: batches of
 20 prompts, the same seeds, the checkpoint's ``sampling.json`` apart from ``--steps``), but keeps every
 candidate: its mp4, the verifier's relative prompt loss and caption losses
 (``cogvideox_jax/shapes/candidate_selection.py``) and its final latent. The evaluator (``cogvideox-jax eval shapes``)
@@ -31,19 +31,18 @@ import argparse
 import glob
 import json
 import os
-import sys
 import tempfile
 import time
 from collections import defaultdict
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def sample_pool(checkpoint: str, rows: list[dict], seeds, out: str, candidates: int, steps: int | None) -> None:
     from cogvideox_jax.data.video_io import write_video
     from cogvideox_jax.pipeline import CogVideoXPipeline
-    from cogvideox_jax.shapes.candidate_selection import selection_from_settings
+    from cogvideox_jax.shapes import sampling
+    from cogvideox_jax.shapes.candidate_selection import candidate_scores, selection_from_settings
     from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
     from cogvideox_jax.shapes.default_model import sampling_defaults
     from cogvideox_jax.shapes.recipe import SAMPLE_BATCH, batch_seed
@@ -53,23 +52,22 @@ def sample_pool(checkpoint: str, rows: list[dict], seeds, out: str, candidates: 
     steps = steps or int(settings["steps"])
     kept = {}
 
-    class KeepEveryCandidate(CogVideoXPipeline):
-        """Scores the candidates as the pipeline's selection does, records the scores, keeps them all."""
+    def keep_every_candidate(pipe, latents, cond_text, contrast_text, contrast_mask, sel, key):
+        """Scores the candidates as the selection does, records the scores, keeps them all."""
+        rel, losses = candidate_scores(pipe, latents, cond_text, contrast_text, contrast_mask, sel, key)
+        kept.update(rel=np.asarray(rel), losses=np.asarray(losses), latents=np.asarray(latents))
+        return latents
 
-        def _select_candidates(self, latents, cond_text, contrast_text, contrast_mask, sel, key):
-            rel, losses = self.candidate_scores(latents, cond_text, contrast_text, contrast_mask, sel, key)
-            kept.update(rel=np.asarray(rel), losses=np.asarray(losses), latents=np.asarray(latents))
-            return latents
-
-    pipe = KeepEveryCandidate.from_pretrained(checkpoint)
+    sampling.select_candidates = keep_every_candidate
+    pipe = CogVideoXPipeline.from_pretrained(checkpoint)
     os.makedirs(os.path.join(out, "videos"), exist_ok=True)
     meta, t0 = [], time.time()
     for seed in seeds:
         for start in range(0, len(rows), SAMPLE_BATCH):
             chunk = rows[start:start + SAMPLE_BATCH]
             captions = [r["caption"] for r in chunk]
-            videos = np.asarray(pipe(
-                captions, num_inference_steps=steps, guidance_scale=float(settings["guidance_scale"]),
+            videos = np.asarray(sampling.sample(
+                pipe, captions, num_inference_steps=steps, guidance_scale=float(settings["guidance_scale"]),
                 seed=batch_seed(seed, start), progress=False, selection=selection,
                 contrast_prompts=[contrast_prompts(c, [tuple(settings["contrast_words"])]) for c in captions],
                 contrast_scale=float(settings["contrast_scale"])))
@@ -172,11 +170,10 @@ def analyze(out: str) -> dict:
 
 def pool_batches(out: str, groups: dict, pipe, n: int, settings: dict):
     """Per sampling batch of the pool (``groups``: ``pool_groups(out)``): ``(seed, start, latents (B * n, ...),
-    texts)``, the texts as the pipeline prepares them for its selection (``CogVideoXPipeline._candidate_texts``:
-    cond, contrast, mask)."""
+    texts)``, the texts as ``shapes/sampling.py`` prepares them for its selection (cond, contrast, mask)."""
     import jax.numpy as jnp
 
-    from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
+    from cogvideox_jax.shapes.contrast_prompts import contrast_batch, contrast_prompts
 
     captions = {m["prompt"]: m["caption"] for g in groups.values() for m in g}
     for path in sorted(glob.glob(os.path.join(out, "latents_seed*_*.npy"))):
@@ -184,23 +181,23 @@ def pool_batches(out: str, groups: dict, pipe, n: int, settings: dict):
         seed, start = (int(x) for x in name.split("_"))
         latents = jnp.asarray(np.load(path))
         caps = [captions[i] for i in range(start, start + latents.shape[0] // n)]
-        texts = pipe._candidate_texts(
-            caps, [contrast_prompts(c, [tuple(settings["contrast_words"])]) for c in caps], n, 0.0)
-        yield (seed, start, latents, *texts)
+        contrast, mask = contrast_batch(pipe, caps, [contrast_prompts(c, [tuple(settings["contrast_words"])])
+                                                     for c in caps])
+        yield (seed, start, latents, jnp.repeat(pipe.encode_prompt(caps), n, axis=0), jnp.repeat(contrast, n, axis=1),
+               jnp.repeat(mask, n, axis=1))
 
 
 def select_again(out: str, specs: list[str]) -> dict:
     """The pipeline's own pick among the pool's candidates under other selection settings, each ``spec``
-    ``"T,T,...xR"`` (timesteps x repeats). Scored by ``CogVideoXPipeline.candidate_scores`` with the key the
-    pipeline uses for that batch's seed, so the pick is exactly the video that
-    ``CogVideoXPipeline(..., selection=CandidateSelection(N, T, R))`` returns: the candidates do not depend on
+    ``"T,T,...xR"`` (timesteps x repeats). Scored by ``candidate_scores`` with the key sampling uses for
+    that batch's seed, so the pick is exactly the video that ``shapes.sampling.sample(pipe, ...,
+    selection=CandidateSelection(N, T, R))`` returns: the candidates do not depend on
     the selection's settings. Prints the evaluator's scores of the picks (and of the best of the first n
     candidates by the same scores) and the AUC."""
     import dataclasses
 
     from cogvideox_jax.pipeline import CogVideoXPipeline
-    from cogvideox_jax.shapes.candidate_selection import selection_from_settings
-    from cogvideox_jax.pipeline.cogvideox_pipeline import selection_key
+    from cogvideox_jax.shapes.candidate_selection import candidate_scores, selection_from_settings, selection_key
     from cogvideox_jax.shapes.recipe import batch_seed
 
     info = json.load(open(os.path.join(out, "settings.json"), encoding="utf-8"))
@@ -218,10 +215,10 @@ def select_again(out: str, specs: list[str]) -> dict:
         scores = {}
         for seed, start, latents, cond, contrast, mask in batches:
             key = selection_key(batch_seed(seed, start))
-            rel, _ = pipe.candidate_scores(latents, cond, contrast, mask, sel, key)
+            rel, _ = candidate_scores(pipe, latents, cond, contrast, mask, sel, key)
             if not checked:    # the key is the pipeline's: the pool's own selection gives the recorded scores
-                own, _ = pipe.candidate_scores(latents, cond, contrast, mask,
-                                               selection_from_settings(settings, candidates=n), key)
+                own, _ = candidate_scores(pipe, latents, cond, contrast, mask,
+                                          selection_from_settings(settings, candidates=n), key)
                 diff = max(abs(float(r) - recorded[(seed, start + j // n, j % n)]) for j, r in enumerate(np.asarray(own)))
                 if diff > 1e-4:
                     raise SystemExit(f"the pool's own selection rescored differs from its record by {diff:.2e}")

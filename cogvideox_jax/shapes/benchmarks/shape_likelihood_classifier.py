@@ -22,12 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def make_caption_loss(transformer, alphas_cumprod, object_weight: float, object_threshold: float):
@@ -80,8 +77,8 @@ def classify(losses: np.ndarray) -> np.ndarray:
 
 def per_timestep(losses: np.ndarray, truth: np.ndarray) -> dict:
     """Per timestep of (N, K, T) ``losses`` with the true variants ``truth`` (N,): ``gap``, the mean
-    over clips of (the other captions' mean loss / the true caption's loss − 1), the relative gap the
-    caption-contrastive training term (train/caption_contrast.py) acts on; ``accuracy``, how often
+    over clips of (the other captions' mean loss / the true caption's loss − 1), the relative gap a
+    caption-contrastive training term would act on (one was tried: cogvideox_jax/shapes/README.md); ``accuracy``, how often
     the true caption's loss is the lowest at that timestep alone."""
     n, k, _ = losses.shape
     true = losses[np.arange(n), truth]                                   # (N, T)
@@ -118,8 +115,7 @@ def main(argv=None) -> None:
     ac = jnp.asarray(training_alphas_cumprod(snr_shift_scale=recipe.transformer_train.snr_shift_scale), jnp.float32)
     encode = jax.jit(lambda v: comp.vae.apply({"params": comp.vae_params}, v, frame_batching="whole",
                                               method="encode").mean)
-    tt = recipe.transformer_train
-    loss_fn = make_caption_loss(comp.transformer, ac, tt.object_loss_weight, tt.object_threshold)
+    loss_fn = make_caption_loss(comp.transformer, ac, recipe.object_loss_weight, recipe.object_threshold)
 
     def run(folder: str, name: str) -> dict:
         with open(os.path.join(folder, "metadata.jsonl"), encoding="utf-8") as f:

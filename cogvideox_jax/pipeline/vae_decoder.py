@@ -1,6 +1,6 @@
 """The one documented way to decode CogVideoX latents to a video: the lean path.
 
-    from cogvideox_jax.models.vae import VAEDecoder, decode_video
+    from cogvideox_jax.pipeline import VAEDecoder, decode_video
     decoder = VAEDecoder.from_pretrained("path/to/CogVideoX-5b")      # pipeline root, its vae/, or a Hub id
     video = decoder(latents)             # (B, t, h, w, 16) scaled latents -> float32 (B, T, H, W, 3) in [0, 1]
     video = decode_video("path/to/CogVideoX-5b", latents, tiling=True)   # the same, one call

@@ -5,14 +5,6 @@ sample of the posterior and ``mean_KL`` is the KL to N(0, I) averaged over laten
 passes run in ``whole`` frame-batching mode (one pass, GroupNorm over the clip), so the same
 weights decode in either mode afterwards.
 
-With ``latent_noise > 0`` the decoder reads a noised latent: ``z + σ·std(z)·ε``, σ drawn per clip from
-U[0, latent_noise] and ``std(z)`` the batch's latent std (no gradient), i.e. noise in the units the
-transformer sees (latents scaled to unit std). The encoder cannot escape it by scaling its latents up;
-to reconstruct through it, what the decoder needs (an object's outline, not only its presence and
-color) must stand out of that noise. The aim was to give an outline a larger share of the diffusion
-model's loss; on the shapes data (0.5) it raised the latent shape contrast 1.3-1.6x and did not help
-the transformer draw shapes (cogvideox_jax/shapes/README.md).
-
 ``mean_w`` is a pixel-weighted mean: with ``foreground > 0`` the pixels that differ from their clip's
 background (the per-clip, per-channel median color) weigh ``1 + foreground``. Clips of small objects
 on flat backgrounds (the shapes dataset: objects cover ~5% of the pixels) are otherwise reconstructed
@@ -32,22 +24,6 @@ class VAELossWeights:
     mse: float = 1.0
     kl: float = 1e-4
     foreground: float = 0.0
-    scale_equivariance: float = 0.0
-    latent_noise: float = 0.0
-
-
-def noised_latent(z, key, max_sigma: float):
-    """``z + σ·sg(std(z))·ε`` with σ ~ U[0, max_sigma] per clip (the leading axis) and ε ~ N(0, I)."""
-    k_sigma, k_eps = jax.random.split(key)
-    sigma = jax.random.uniform(k_sigma, (z.shape[0],) + (1,) * (z.ndim - 1), z.dtype, 0.0, max_sigma)
-    scale = jax.lax.stop_gradient(jnp.std(z))
-    return z + sigma * scale * jax.random.normal(k_eps, z.shape, z.dtype)
-
-
-def pool2x(x):
-    """2x2 average pooling over the spatial axes of ``(B, T, H, W, C)`` (H and W even)."""
-    b, t, h, w, c = x.shape
-    return x.reshape(b, t, h // 2, 2, w // 2, 2, c).mean(axis=(3, 5))
 
 
 def foreground_mask(video, threshold: float = 0.1):
@@ -78,27 +54,15 @@ def _reconstruction_terms(recon, video, foreground: float):
 def vae_loss(vae, params, video, key, weights: VAELossWeights = VAELossWeights()):
     """``(loss, metrics)`` for a video batch ``(B, T, H, W, 3)`` in [-1, 1]."""
     post = vae.apply({"params": params}, video, frame_batching="whole", method="encode")
-    key, k_noise = jax.random.split(key) if weights.latent_noise else (key, None)
     z = post.sample(key)
-    z_in = noised_latent(z, k_noise, weights.latent_noise) if weights.latent_noise else z
-    recon = vae.apply({"params": params}, z_in, frame_batching="whole", method="decode")
+    recon = vae.apply({"params": params}, z, frame_batching="whole", method="decode")
     l1, mse_w, mse = _reconstruction_terms(recon, video, weights.foreground)
     kl = jnp.mean(post.kl()) / (z[0].size)
     loss = weights.l1 * l1 + weights.mse * mse_w + weights.kl * kl
-    metrics = {}
-    if weights.scale_equivariance:
-        h, w = 2 * (z.shape[2] // 2), 2 * (z.shape[3] // 2)  # even latent crop, and its pixels
-        if h == 0 or w == 0:
-            raise ValueError(f"scale equivariance needs latents of at least 2x2, got {z.shape[2:4]}")
-        f = video.shape[2] // z.shape[2]
-        small = vae.apply({"params": params}, pool2x(z[:, :, :h, :w]), frame_batching="whole", method="decode")
-        l1_s, mse_ws, _ = _reconstruction_terms(small, pool2x(video[:, :, :h * f, :w * f]), weights.foreground)
-        loss = loss + weights.scale_equivariance * (weights.l1 * l1_s + weights.mse * mse_ws)
-        metrics = {"l1_half": l1_s}
     # PSNR of the [0, 1] video: MSE on [-1, 1] is 4x that on [0, 1]
     psnr = 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-12))
     return loss, {"loss": loss, "l1": l1, "mse": mse, "kl": kl, "psnr": psnr,
-                  "latent_std": jnp.std(post.mean), **metrics}
+                  "latent_std": jnp.std(post.mean)}
 
 
 def make_vae_train_step(vae, optimizer, weights: VAELossWeights, train_encoder: bool = True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.tiny_tokenizer import make_t5_tokenizer
+from cogvideox_jax_oracles.tiny_tokenizer import make_t5_tokenizer
 
 TINY_T5 = dict(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
                relative_attention_num_buckets=8, relative_attention_max_distance=16,

@@ -26,7 +26,7 @@ from cogvideox_jax.parallel.logical_axes import LOGICAL_AXIS_RULES
 from cogvideox_jax.parallel.mesh import make_mesh
 from cogvideox_jax.parallel.param_sharding import param_shardings
 from cogvideox_jax.train.checkpointing import Checkpointer, abstract_with_shardings
-from cogvideox_jax.train.vae_objective import VAELossWeights, foreground_mask, make_vae_train_step
+from cogvideox_jax.shapes.vae_objective import VAELossWeights, foreground_mask, make_vae_train_step
 
 
 def load_clips(data_root: str, limit: int | None = None, progress: bool = True) -> np.ndarray:
@@ -137,8 +137,7 @@ def train_vae(vae, cfg, train_clips: np.ndarray, *, mesh: str = "data=-1", log_p
     optimizer = optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
                             optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=0.0))
     opt_state = optimizer.init(params)
-    weights = VAELossWeights(cfg.l1_weight, cfg.mse_weight, cfg.kl_weight, cfg.foreground_weight,
-                             cfg.scale_equivariance_weight, cfg.latent_noise)
+    weights = VAELossWeights(cfg.l1_weight, cfg.mse_weight, cfg.kl_weight, cfg.foreground_weight)
 
     def jitted_step(train_encoder: bool):
         raw_step = make_vae_train_step(vae, optimizer, weights, train_encoder=train_encoder)

@@ -1,4 +1,4 @@
-"""Errors raised by the converters."""
+"""Errors raised when reading weights and configs (converters, checkpoints, config files)."""
 
 
 class CheckpointFormatError(ValueError):

@@ -167,15 +167,24 @@ def topology_devices(topology: str):
     Raises ``LibTPUMissing`` (with what to install) where JAX has no TPU support."""
     from jax.experimental import topologies
 
-    # AOT only: no chip is opened, so several compiling processes may load libtpu at once
+    # AOT only: no chip is opened, so several compiling processes may load libtpu at once; no TPU VM
+    # here: a worker list silences libtpu's probing. Set while libtpu loads, then restored, so that
+    # nothing later in this process (or a child) takes the host for a TPU pod.
+    saved = {k: os.environ.get(k) for k in ("ALLOW_MULTIPLE_LIBTPU_LOAD", "TPU_WORKER_HOSTNAMES")}
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")   # no TPU VM here: silences libtpu's probing
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
     try:
         return topologies.get_topology_desc(platform="tpu", topology_name=topology).devices
     except (RuntimeError, ImportError) as e:
         if "TPU support not installed" in str(e) or "libtpu" in str(e).lower() or isinstance(e, ImportError):
             raise LibTPUMissing(libtpu_install_hint()) from e
         raise
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def tpu_aot_available(topology: str = "v5p:2x2x1") -> bool:
@@ -323,7 +332,7 @@ def _lower_sample(job: AOTJob, mesh: Mesh):
     args = (params, _sds(lat, jnp.float32, batch_sharding(mesh, lat)), _sds(text, jnp.float32, batch_sharding(mesh, text)),
             _sds((n,), jnp.float32, repl), schedule,
             _sds(lat, jnp.float32, batch_sharding(mesh, lat)) if has_image else None,
-            _sds((2,), jnp.uint32, repl), _sds((n,), jnp.float32, repl), None)
+            _sds((2,), jnp.uint32, repl), None)
     lowered = run.lower(*args)
     return lowered, lat, spec_for_transformer(model)
 

@@ -10,7 +10,7 @@ tiny T5 encoder needs ``vocab_size >= len(tokenizer)``). Deterministic and fast 
 
 Usage::
 
-    from tests.tiny_tokenizer import make_t5_tokenizer
+    from cogvideox_jax_oracles.tiny_tokenizer import make_t5_tokenizer
     tok_dir = make_t5_tokenizer(tmp_path / "tokenizer")
 """
 from __future__ import annotations
