@@ -50,6 +50,10 @@ TFDS = ["tensorflow-datasets>=4.9.10", "importlib_resources"]
 # through gcsfs when TensorFlow is not installed (orbax's arrays go through TensorStore's own GCS driver).
 GCS = ["gcsfs>=2025.1"]
 
+# Ahead-of-time compilation for TPU topologies on a host without TPUs (`cogvideox-jax aot`): libtpu, kept
+# in its own venv (.venv-tpu, docs/sharding.md) so that it never becomes this environment's backend.
+AOT = ["jax[tpu]>=0.10.2,<0.11", "pytest>=8"]
+
 setup(
     name="cogvideox-jax",
     version="0.1.0",
@@ -59,7 +63,7 @@ setup(
                                     "cogvideox_jax_oracles"]),
     python_requires=">=3.11",
     install_requires=RUNTIME,
-    extras_require={"test": TEST + TFDS, "eval": EVAL, "tfds": TFDS, "gcs": GCS},  # CI also tests the TFDS builder
+    extras_require={"test": TEST + TFDS, "eval": EVAL, "tfds": TFDS, "gcs": GCS, "aot": AOT},  # CI also tests the TFDS builder
     package_data={"cogvideox_jax.eval.vbench": ["data/*.json", "data/NOTICE"],
                   # the embedded default model (an orbax pipeline checkpoint, ~21 MB)
                   "cogvideox_jax": ["default_model/**/*", "default_model/**/.*"]},

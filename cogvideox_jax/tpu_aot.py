@@ -25,7 +25,7 @@ Attention is the model's own (``models/attention.py``): ``splash`` (on a multi-d
 (splash on TPU). The model picks the Mosaic kernel, not interpret mode, because the compiled-for
 platform is the mesh's (``attention.target_platform``).
 
-Needs ``libtpu`` (``pip install "jax[tpu]"``; keep it in its own venv, e.g. ``.venv-tpu``). Without it
+Needs ``libtpu`` (the ``aot`` extra, ``jax[tpu]``; keep it in its own venv, e.g. ``.venv-tpu``). Without it
 ``cogvideox-jax aot`` exits with status 2 and says what to install.
 """
 from __future__ import annotations
@@ -45,11 +45,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 GiB = 1024**3
 HBM_GIB = {"v5p": 95.0, "v6e": 32.0, "v5e": 16.0, "v4": 32.0}
-# published dense bf16 peak per chip (train/metrics_logging.py: PEAK_FLOPS)
 VARIANTS = {"2b": "cogvideox-2b", "5b": "cogvideox-5b", "5b-i2v": "cogvideox-5b-i2v", "1.5-5b": "cogvideox1.5-5b",
             "1.5-5b-i2v": "cogvideox1.5-5b-i2v", "tiny-2b": "tiny-2b", "tiny-5b": "tiny-5b"}
 ATTENTION = ("splash", "xla", "auto")
-ATTENTION_ALIASES = {"splash-sharded": "splash"}   # the former compile-time patch, now what "splash" does
+ATTENTION_ALIASES = {"splash-sharded": "splash"}   # an older name, still accepted
 
 
 class LibTPUMissing(RuntimeError):
@@ -59,10 +58,8 @@ class LibTPUMissing(RuntimeError):
 def libtpu_install_hint() -> str:
     return (f'`cogvideox-jax aot` compiles for TPU topologies with libtpu, which this Python ({sys.executable}) '
             f'does not have. Install it in its own venv (it replaces nothing here):\n'
-            f'  python -m venv .venv-tpu && .venv-tpu/bin/pip install "jax[tpu]=={jax.__version__}" '
-            f'"flax==0.12.8" optax orbax-checkpoint einops chex safetensors tqdm imageio imageio-ffmpeg '
-            f'transformers sentencepiece pytest etils\n'
-            f'  .venv-tpu/bin/pip install --no-deps -e .\n'
+            f'  python -m venv .venv-tpu && .venv-tpu/bin/pip install -e ".[aot]"   (from a checkout; or '
+            f'pip install "cogvideox-jax[aot]")\n'
             f'then run .venv-tpu/bin/cogvideox-jax aot ...')
 
 
@@ -479,13 +476,3 @@ def run(args) -> int:
         print("JSON " + json.dumps(report.as_dict()), flush=True)
     return 0
 
-
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="cogvideox-jax")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

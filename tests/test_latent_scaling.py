@@ -1,5 +1,4 @@
-"""VAE latents <-> the transformer's space (``models/vae/latent_scaling.py``) and the shapes recipe's
-choice of scaling fields (``train/shapes_recipe.latent_scaling_fields``)."""
+"""VAE latents <-> the transformer's space (``models/vae/latent_scaling.py``)."""
 from __future__ import annotations
 
 import chex
@@ -9,7 +8,6 @@ import pytest
 
 from configs.vae import COGVIDEOX_2B, VAEConfig
 from cogvideox_jax.models.vae.latent_scaling import has_offsets, scale_latents, unscale_latents
-from cogvideox_jax.shapes.recipe import latent_scaling_fields, vae_with_scaling
 
 
 def _latents(seed=0, channels=4):
@@ -57,20 +55,6 @@ def test_inconsistent_stats_are_rejected():
         scale_latents(z, VAEConfig(latents_mean=(0.0,) * 4))
     with pytest.raises(ValueError, match="channels"):
         unscale_latents(z, VAEConfig(latents_mean=(0.0,) * 3, latents_std=(1.0,) * 3))
-
-
-def test_recipe_scaling_fields():
-    z = _latents(seed=1)
-    glob = latent_scaling_fields(z, "global")
-    assert set(glob) == {"scaling_factor"}
-    assert glob["scaling_factor"] == pytest.approx(1.0 / z.astype(np.float64).std(), rel=1e-6)
-    per = latent_scaling_fields(z, "per_channel")
-    cfg = vae_with_scaling(VAEConfig(latent_channels=4), per)
-    assert cfg.scaling_factor == 1.0 and isinstance(cfg.latents_mean, tuple)
-    scaled = np.asarray(scale_latents(z, cfg))
-    np.testing.assert_allclose(scaled.reshape(-1, 4).std(0), 1.0, rtol=1e-4)
-    with pytest.raises(ValueError, match="per_channel"):
-        latent_scaling_fields(z, "per_pixel")
 
 
 def test_pipeline_decodes_through_the_vae_configs_scaling():

@@ -234,3 +234,18 @@ def test_config_from_hf_and_xxl_preset():
         jax.random.PRNGKey(0), jnp.zeros((1, 226), jnp.int32))
     n = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(nn.unbox(xxl["params"])))
     assert n == 4_762_310_656  # T5 v1.1 XXL encoder (4.76 B params, as transformers counts it)
+
+
+def test_heads_dense_is_dense_general():
+    """``HeadsDense``: same param shape, init values (the flat draw reshaped) and outputs as ``nn.DenseGeneral``."""
+    from cogvideox_jax.models.t5.t5_layers import _DEFAULT_KERNEL_INIT, HeadsDense
+
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 32))
+    for feats, axis, names, inp in (((4, 8), (-1,), ("embed", "heads", "kv"), x),
+                                    ((32,), (-2, -1), ("heads", "kv", "embed"), x.reshape(2, 5, 4, 8))):
+        ours = HeadsDense(feats, axis, names)
+        ref = nn.DenseGeneral(feats, axis=axis, use_bias=False, kernel_init=_DEFAULT_KERNEL_INIT)
+        p = nn.unbox(ours.init(jax.random.PRNGKey(0), inp))
+        q = ref.init(jax.random.PRNGKey(0), inp)
+        np.testing.assert_array_equal(p["params"]["kernel"], q["params"]["kernel"])
+        np.testing.assert_array_equal(ours.apply(p, inp), ref.apply(q, inp))

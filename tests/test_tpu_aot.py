@@ -88,7 +88,7 @@ def _check_ran(proc, has_libtpu: bool):
         assert line and "(fits)" in line[0] and "sp=ulysses" in line[0], proc.stdout
     else:
         assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
-        assert "cogvideox-jax aot: error:" in proc.stderr and '"jax[tpu]==' in proc.stderr, proc.stderr
+        assert "cogvideox-jax aot: error:" in proc.stderr and 'pip install -e ".[aot]"' in proc.stderr, proc.stderr
         assert ".venv-tpu/bin/cogvideox-jax aot" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -86,20 +86,3 @@ def read_frames(path: str, indices) -> np.ndarray:
         err.num_decoded = n
         raise err
     return np.stack([kept[int(i)] for i in indices])
-
-
-def count_decodable_frames(path: str) -> int:
-    """Decode the whole stream and count frames (slow; for short or suspicious files)."""
-    gen, meta = _open(path)
-    width, height = meta["size"]
-    n = 0
-    try:
-        for buf in gen:
-            if len(buf) != width * height * 3:
-                break
-            n += 1
-    except Exception:
-        pass
-    finally:
-        gen.close()
-    return n

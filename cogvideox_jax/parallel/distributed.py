@@ -45,7 +45,3 @@ def _cpu_only() -> bool:
 def _on_tpu_pod() -> bool:
     return bool(os.environ.get("TPU_WORKER_HOSTNAMES") or os.environ.get("CLOUD_TPU_TASK_ID")
                 or os.environ.get("MEGASCALE_COORDINATOR_ADDRESS"))
-
-
-def is_main_process() -> bool:
-    return jax.process_index() == 0

@@ -41,11 +41,6 @@ def logical_to_mesh_axes(names: Sequence[str | None], shape: Sequence[int], mesh
     return PartitionSpec(*out)
 
 
-def param_logical_names(boxed_params):
-    """Pytree of logical-name tuples (``None`` entries for unnamed leaves)."""
-    return nn.get_partition_spec(boxed_params)
-
-
 def param_shardings(boxed_abstract_params, mesh: Mesh, rules=LOGICAL_AXIS_RULES):
     """``NamedSharding`` for every parameter from its logical names and shape.
 

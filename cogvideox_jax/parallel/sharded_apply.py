@@ -105,8 +105,3 @@ def sharded_apply(module: nn.Module, mesh: Mesh, params_shardings: Any, *, input
         return cache[shapes](params, *inputs)
 
     return call
-
-
-def abstract_inputs(shapes_dtypes: Sequence[tuple[Sequence[int], Any]], shardings: Sequence[NamedSharding]):
-    """``ShapeDtypeStruct``s carrying shardings, for ``jit(...).lower(...)`` without any data."""
-    return tuple(jax.ShapeDtypeStruct(tuple(s), d, sharding=sh) for (s, d), sh in zip(shapes_dtypes, shardings))

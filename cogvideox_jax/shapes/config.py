@@ -25,8 +25,7 @@ NUM_FRAMES, SIZE = 9, 64
 SHAPES_VAE = VAEConfig(block_out_channels=(16, 32, 64, 64), layers_per_block=1, latent_channels=16,
                        norm_num_groups=8, norm_eps=1e-2, sample_height=SIZE, sample_width=SIZE, scaling_factor=1.0)
 
-# A tiny T5 v1.1 encoder (kept frozen at its random init by default, ``train_text_encoder`` below: see
-# cogvideox_jax/shapes/README.md).
+# A tiny T5 v1.1 encoder, kept frozen at its random init (cogvideox_jax/shapes/README.md).
 SHAPES_T5 = T5Config(vocab_size=256, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
                      relative_attention_num_buckets=8, relative_attention_max_distance=32)
 
@@ -174,18 +173,6 @@ class ShapesRecipe:
     object_threshold: float = 1.5
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
-    # How the latents are scaled for the transformer: "global" (one scaling_factor = 1/std, the
-    # CogVideoX way) or "per_channel" (each channel centred and scaled to unit std: the VAE config's
-    # latents_mean / latents_std). This VAE's channels have offsets up to 2x the overall std and
-    # stds of 0.3-0.6 of it, so globally scaled latents carry their content at ~1/6 of the noise's
-    # variance; yet per channel (with object_threshold=4.0, the same ~12 % of cells)
-    # the full recipe drew shapes worse: 37 % vs 45 % (cogvideox_jax/shapes/README.md).
-    latent_normalization: str = "global"
-    # True: the T5 is trained with the transformer (on token ids, from a random init; the checkpoint
-    # ships the trained T5); False: it stays frozen at the text_encoder stage's random init, and the
-    # transformer trains on its cached embeddings. Trained, the 4 x 192 / 3000-step probe drew shapes
-    # no better (22 % vs 22-26 %) and motion worse (53 % vs 62-67 %): cogvideox_jax/shapes/README.md
-    train_text_encoder: bool = False
     vae: VAEConfig = SHAPES_VAE
     t5: T5Config = SHAPES_T5
     transformer: TransformerConfig = SHAPES_TRANSFORMER

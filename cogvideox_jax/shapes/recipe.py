@@ -13,8 +13,8 @@ for a resumed stage the interrupted runs' time up to that checkpoint plus the re
 3. ``text_encoder/`` a tiny T5 encoder, frozen at its random init (the transformer learns to read it);
 4. ``vae/``          a small CogVideoX 3D causal VAE (reconstruction + KL, ``cogvideox_jax/shapes/vae_objective.py``);
 5. ``vae_decoder/``  that VAE with its decoder fine-tuned, the encoder frozen (same latents);
-6. ``latents/``      posterior means scaled to unit variance (``latent_normalization``: one scaling
-                     factor by default, or per channel) and T5 embeddings of every training clip;
+6. ``latents/``      posterior means scaled to unit variance (one scaling factor) and T5 embeddings of
+                     every training clip;
 7. ``transformer/``  the expert transformer on those latents (the project's ``Trainer``, v-loss weighted
                      toward the object's latent cells: ``object_loss_weight.py``);
 8. ``checkpoint/``   a cogvideox-jax pipeline checkpoint (what ``sample --checkpoint`` reads);
@@ -33,9 +33,9 @@ import time
 
 import numpy as np
 
-from cogvideox_jax.shapes.stage_folders import (ATTEMPT, CHECKPOINTED_STAGES, STAGES, TRAINED_T5, mark_done,
-                                                    prepare_stage, seconds_before_interruption, stage_record,
-                                                    up_to_date, write_record)
+from cogvideox_jax.shapes.stage_folders import (ATTEMPT, CHECKPOINTED_STAGES, STAGES, mark_done, prepare_stage,
+                                                    seconds_before_interruption, stage_record, up_to_date,
+                                                    write_record)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -150,61 +150,36 @@ def stage_latents(recipe, out: str, dataset: str, vae_dir: str, tok_dir: str, t5
     for i in tqdm(range(0, len(clips), 16), desc="encode latents", disable=not progress):
         means.append(np.asarray(enc(vparams, clips[i:i + 16].astype(np.float32) / 127.5 - 1.0)))
     means = np.concatenate(means)
-    scaling = latent_scaling_fields(means, recipe.latent_normalization)
+    scaling = {"scaling_factor": float(1.0 / means.std())}   # one factor to unit variance (the CogVideoX way)
     np.save(os.path.join(out, "latents.npy"),
-            np.asarray(scale_latents(means, vae_with_scaling(recipe.vae, scaling)), np.float32))
+            np.asarray(scale_latents(means, dataclasses.replace(recipe.vae, **scaling)), np.float32))
     tok = load_tokenizer(tok_dir)
     t5, tparams = _load_t5(recipe, t5_dir)
     L = recipe.transformer.max_text_seq_length
-    captions = _captions(train)
-    ids = tokenize_prompts(tok, captions, L)
-    null_ids = tokenize_prompts(tok, [""], L)
 
-    def encode(token_ids):
-        return np.concatenate([np.asarray(encode_prompts_jit(t5, tparams, token_ids[i:i + 256]))
-                               for i in range(0, len(token_ids), 256)]).astype(np.float32)
+    def encode(prompts):
+        ids = tokenize_prompts(tok, prompts, L)
+        return np.concatenate([np.asarray(encode_prompts_jit(t5, tparams, ids[i:i + 256]))
+                               for i in range(0, len(ids), 256)]).astype(np.float32)
 
-    np.save(os.path.join(out, "text_emb.npy"), encode(ids))
-    np.save(os.path.join(out, "null_text_emb.npy"), encode(null_ids)[0])
-    # the token ids too, for a transformer stage that trains the text encoder (recipe.train_text_encoder)
-    np.save(os.path.join(out, "text_ids.npy"), ids)
-    np.save(os.path.join(out, "null_text_ids.npy"), null_ids[0])
+    np.save(os.path.join(out, "text_emb.npy"), encode(_captions(train)))
+    np.save(os.path.join(out, "null_text_emb.npy"), encode([""])[0])
     with open(os.path.join(out, "scaling.json"), "w") as f:
         json.dump(scaling, f)
     return {**scaling, "latents": list(means.shape)}
 
 
-def latent_scaling_fields(latents: np.ndarray, normalization: str) -> dict:
-    """The VAE config's scaling fields that map the training latents ``(N, t, h, w, C)`` to unit
-    variance (``models/vae/latent_scaling.py``). ``"global"``: one ``scaling_factor`` = 1 / std (the
-    CogVideoX way); ``"per_channel"``: each channel centred and scaled by its own mean and std
-    (``latents_mean`` / ``latents_std``, ``scaling_factor`` 1)."""
-    if normalization == "global":
-        return {"scaling_factor": float(1.0 / latents.std())}
-    if normalization == "per_channel":
-        z = latents.astype(np.float64).reshape(-1, latents.shape[-1])
-        return {"scaling_factor": 1.0, "latents_mean": [float(v) for v in z.mean(0)],
-                "latents_std": [float(v) for v in np.maximum(z.std(0), 1e-6)]}
-    raise ValueError(f"latent_normalization {normalization!r}: choose 'global' or 'per_channel'")
-
-
-def vae_with_scaling(vae_cfg, scaling: dict):
-    """``vae_cfg`` with the scaling fields of ``scaling.json`` (lists become tuples)."""
-    return dataclasses.replace(vae_cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in scaling.items()})
-
-
 def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True) -> dict:
-    """Train the transformer (with the T5 when ``recipe.train_text_encoder``) by ``recipe.transformer_train``
-    on the cached latents, from a random init, the v-loss weighted by ``object_loss_weights``; writes
-    ``params`` (the EMA's when it keeps one) and, for the joint model, ``text_encoder_params``."""
+    """Train the transformer by ``recipe.transformer_train`` on the cached latents and the frozen T5's
+    embeddings, from a random init, the v-loss weighted by ``object_loss_weights``; writes ``params``
+    (the EMA's when it keeps one)."""
     import functools
 
     import jax.numpy as jnp
 
     from cogvideox_jax.convert.params_checkpoint import save_params
-    from cogvideox_jax.models.text_video_denoiser import TextVideoDenoiser
     from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
-    from cogvideox_jax.train.model_factory import spec_for_text_video_denoiser, spec_for_transformer
+    from cogvideox_jax.train.model_factory import spec_for_transformer
     from cogvideox_jax.shapes.object_loss_weight import object_loss_weights
     from cogvideox_jax.train.trainer import Trainer, host_tree
 
@@ -212,11 +187,8 @@ def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True)
     model = recipe.transformer.replace(**cfg.execution.overrides())   # the stage's execution options
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, kind="precomputed", path=latents_dir),
                               execution=type(cfg.execution)())
-    dtypes = dict(dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.dtype(cfg.param_dtype))
-    if recipe.train_text_encoder:  # T5 + transformer trained together on token ids
-        spec = spec_for_text_video_denoiser(TextVideoDenoiser(recipe.t5, model, **dtypes))
-    else:                          # the transformer alone, on the frozen T5's cached embeddings
-        spec = spec_for_transformer(CogVideoXTransformer3D(model, **dtypes))
+    spec = spec_for_transformer(CogVideoXTransformer3D(model, dtype=jnp.dtype(cfg.dtype),
+                                                       param_dtype=jnp.dtype(cfg.param_dtype)))
     weights = (functools.partial(object_loss_weights, extra=recipe.object_loss_weight,
                                  threshold=recipe.object_threshold) if recipe.object_loss_weight > 0 else None)
     trainer = Trainer(cfg, os.path.join(out, "run"), model_spec=spec, progress=progress, loss_weights=weights)
@@ -224,13 +196,10 @@ def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True)
     state = trainer.state
     params = host_tree(state.ema if cfg.ema_decay > 0 else state.params)
     trainer.close()
-    if recipe.train_text_encoder:
-        save_params(os.path.join(out, TRAINED_T5), params["text_encoder"])
-        params = params["transformer"]
     save_params(os.path.join(out, "params"), params)
     last = records[-1] if records else {}
     return {"steps": cfg.total_steps, "final_loss": last.get("loss"),
-            "ema": cfg.ema_decay > 0, "text_encoder_trained": recipe.train_text_encoder}
+            "ema": cfg.ema_decay > 0}
 
 
 def stage_checkpoint(recipe, out: str, p: dict) -> dict:
@@ -241,14 +210,12 @@ def stage_checkpoint(recipe, out: str, p: dict) -> dict:
 
     with open(os.path.join(p["latents"], "scaling.json")) as f:
         scaling = json.load(f)
-    vae_cfg = vae_with_scaling(recipe.vae, scaling)
+    vae_cfg = dataclasses.replace(recipe.vae, **scaling)
     configs = {"transformer": recipe.transformer.to_diffusers_config(), "vae": vae_config_json(vae_cfg),
                "text_encoder": t5_config_json(recipe.t5)}
-    trained_t5 = os.path.join(p["transformer"], TRAINED_T5)
     params = {"transformer": restore_params(os.path.join(p["transformer"], "params")),
               "vae": restore_params(os.path.join(p["vae_decoder"], "params")),
-              "text_encoder": restore_params(trained_t5 if os.path.exists(trained_t5)
-                                             else os.path.join(p["text_encoder"], "params"))}
+              "text_encoder": restore_params(os.path.join(p["text_encoder"], "params"))}
     sched = SchedulerConfig(kind=recipe.sampling.scheduler, snr_shift_scale=recipe.transformer_train.snr_shift_scale)
     write_pipeline_checkpoint(out, configs=configs, params=params, tokenizer_dir=p["tokenizer"],
                               scheduler_config=sched.to_diffusers_config(), dtype="fp32", variant="shapes")

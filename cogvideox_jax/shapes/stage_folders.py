@@ -31,10 +31,9 @@ STAGE_DEPENDENCIES = {
     "text_encoder": (("t5", "dataset.seed"), ()),
     "vae": (("vae_train", "vae"), ("dataset",)),
     "vae_decoder": (("vae_decoder_train", "vae"), ("dataset", "vae")),
-    "latents": (("vae", "t5", "transformer.max_text_seq_length", "latent_normalization"),
+    "latents": (("vae", "t5", "transformer.max_text_seq_length"),
                 ("dataset", "vae_decoder", "tokenizer", "text_encoder")),
-    "transformer": (("transformer_train", "transformer", "train_text_encoder", "latent_normalization",
-                     "object_loss_weight", "object_threshold"), ("latents",)),
+    "transformer": (("transformer_train", "transformer", "object_loss_weight", "object_threshold"), ("latents",)),
     "checkpoint": (("sampling", "transformer", "vae", "t5", "transformer_train.snr_shift_scale"),
                    ("transformer", "vae_decoder", "text_encoder", "tokenizer", "latents")),
     "eval": (("evaluation", "sampling", "vae"), ("checkpoint", "dataset", "vae_decoder")),
@@ -43,7 +42,6 @@ STAGE_DEPENDENCIES = {
 # last checkpoint when its key is unchanged
 CHECKPOINTED_STAGES = {"vae": "checkpoints", "vae_decoder": "checkpoints", "transformer": "run/checkpoints"}
 ATTEMPT = "attempt.json"             # a checkpointed stage's current run: when it started, and the seconds before it
-TRAINED_T5 = "text_encoder_params"   # transformer/ subfolder: the T5 trained with it (train_text_encoder)
 
 
 def is_done(path: str) -> bool:
@@ -133,9 +131,8 @@ def prepare_stage(stage: str, path: str, record: dict) -> bool:
         if os.path.isdir(checkpoints) and os.listdir(checkpoints):
             if saved_key(path) == record["key"]:
                 print(f"[{stage}] resuming the interrupted run from its last checkpoint ({checkpoints})", flush=True)
-                for name in ("params", TRAINED_T5):  # outputs the run writes at its end (maybe half-written)
-                    if os.path.exists(os.path.join(path, name)):
-                        shutil.rmtree(os.path.join(path, name))
+                if os.path.exists(os.path.join(path, "params")):  # the run writes it at its end (maybe half-written)
+                    shutil.rmtree(os.path.join(path, "params"))
                 return True
             print(f"[{stage}] its settings or inputs changed since the interrupted run: starting it over",
                   flush=True)

@@ -226,7 +226,7 @@ def init_probe(spec, cfg):
     from cogvideox_jax.train.trainer import latent_shape
 
     t, h, w, c = latent_shape(cfg.stages[0], spec.latent_channels)
-    return (1, padded_frames(t, spec.patch_size_t), h, w, c), (1, *spec.text_shape(cfg.text_len))
+    return (1, padded_frames(t, spec.patch_size_t), h, w, c), (1, cfg.text_len, spec.text_dim)
 
 
 def random_base_params(spec, cfg, shardings=None):

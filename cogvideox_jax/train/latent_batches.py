@@ -19,15 +19,13 @@ import numpy as np
 class ArrayLatentBatches:
     """Epoch-shuffled batches over in-memory arrays; state = number of batches consumed."""
 
-    def __init__(self, latents: np.ndarray, text_emb: np.ndarray, batch_size: int, seed: int = 0,
-                 text_key: str = "text_emb"):
+    def __init__(self, latents: np.ndarray, text_emb: np.ndarray, batch_size: int, seed: int = 0):
         if len(latents) != len(text_emb):
             raise ValueError("latents and text_emb have different lengths")
         if len(latents) < batch_size:
             raise ValueError(f"{len(latents)} examples < batch size {batch_size}")
         self.latents, self.text_emb = latents, text_emb
         self.batch_size, self.seed = batch_size, seed
-        self.text_key = text_key  # "text_ids" when text_emb holds token ids (B, L)
         self.position = 0
 
     @property
@@ -45,7 +43,7 @@ class ArrayLatentBatches:
     def __next__(self) -> dict:
         idx = self._indices(self.position)
         self.position += 1
-        return {"latents": self.latents[idx], self.text_key: self.text_emb[idx]}
+        return {"latents": self.latents[idx], "text_emb": self.text_emb[idx]}
 
     def get_state(self) -> dict:
         return {"position": int(self.position), "seed": int(self.seed)}

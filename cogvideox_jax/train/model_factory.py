@@ -7,7 +7,6 @@ and ``to_q/to_k/to_v/to_out`` projections, used by tests that must not depend on
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import flax.linen as nn
@@ -31,17 +30,6 @@ class ModelSpec:
     time_embed_dim: int = 512
     image_conditioned: bool = False   # I2V: the module takes concat(latents, image latents) = 2·C channels
     ofs: float | None = None          # CogVideoX 1.5-I2V: the ofs embedding's input (2.0)
-    # "embeddings": the text input is cached T5 states (B, L, text_dim), batch key "text_emb";
-    # "token_ids": token ids (B, L), batch key "text_ids" (a TextVideoDenoiser encodes its own text)
-    text_input: str = "embeddings"
-
-    @property
-    def text_key(self) -> str:
-        return text_batch_key(self.text_shape(1))
-
-    def text_shape(self, text_len: int) -> tuple[int, ...]:
-        """Per-example shape of the text input."""
-        return (text_len,) if self.text_input == "token_ids" else (text_len, self.text_dim)
 
     @property
     def in_channels(self) -> int:
@@ -173,17 +161,6 @@ def spec_for_transformer(module) -> ModelSpec:
     return ModelSpec(module, latent, c.text_embed_dim, c.patch_size, c.patch_size_t or 1, c.num_layers,
                      c.inner_dim, 4, c.time_embed_dim, image_conditioned=c.in_channels == 2 * latent,
                      ofs=2.0 if c.ofs_embed_dim else None)
-
-
-def text_batch_key(text_shape: tuple[int, ...]) -> str:
-    """The batch key of a text input of per-example shape ``text_shape``: ``(L,)`` token ids ->
-    ``"text_ids"``, ``(L, D)`` embeddings -> ``"text_emb"`` (also the precomputed ``.npy`` names)."""
-    return "text_ids" if len(text_shape) == 1 else "text_emb"
-
-
-def spec_for_text_video_denoiser(module) -> ModelSpec:
-    """``ModelSpec`` of a ``TextVideoDenoiser`` (T5 + transformer, text input = token ids)."""
-    return dataclasses.replace(spec_for_transformer(module), text_input="token_ids")
 
 
 def _init_inputs(spec: ModelSpec, latent_shape, text_shape):

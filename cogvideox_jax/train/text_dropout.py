@@ -18,11 +18,10 @@ def text_keep_mask(key, batch_size: int, rate: float):
 
 
 def drop_text(key, text_emb, rate: float, null=None):
-    """Replace whole rows of ``text_emb`` (B, L, D) with ``null`` (L, D) (default zeros) with probability
-    ``rate``; any rank (token ids (B, L) with the empty prompt's ids (L,) as ``null``)."""
+    """Replace whole rows of ``text_emb`` (B, L, D) with ``null`` (L, D) (default zeros) with probability ``rate``."""
     if rate <= 0.0:
         return text_emb
     keep = text_keep_mask(key, text_emb.shape[0], rate)
     null = jnp.zeros_like(text_emb) if null is None else jnp.broadcast_to(jnp.asarray(null, text_emb.dtype),
                                                                           text_emb.shape)
-    return jnp.where(keep.reshape((-1,) + (1,) * (text_emb.ndim - 1)), text_emb, null)
+    return jnp.where(keep[:, None, None], text_emb, null)

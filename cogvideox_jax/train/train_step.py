@@ -2,8 +2,7 @@
 dropout, v-loss (optionally weighted per element), gradient accumulation (``lax.scan`` over
 micro-batches), AdamW update, EMA.
 
-Batches are ``{"latents": (B,t,h,w,C), "text_emb": (B,L,D)}`` (or ``"text_ids": (B,L)`` for a model
-that encodes its own text: ``models/text_video_denoiser.py``), the batch dim sharded over
+Batches are ``{"latents": (B,t,h,w,C), "text_emb": (B,L,D)}``, the batch dim sharded over
 ``("data", "fsdp")``. The step's randomness is ``fold_in(state.rng, state.step)`` and does not depend
 on the accumulation split.
 """
@@ -43,8 +42,7 @@ class StepOptions:
     alphas_cumprod: np.ndarray            # (num_timesteps,) float64
     timestep_probabilities: np.ndarray | None = None   # set → t drawn from this table (timestep_density.py)
     lora_scale: float | None = None       # set → state.params is a LoRA tree over state.frozen
-    null_text_emb: np.ndarray | None = None   # (L, D) dropped captions' embedding (default zeros); the
-                                              # empty prompt's ids (L,) with token-id batches
+    null_text_emb: np.ndarray | None = None   # (L, D) dropped captions' embedding (default zeros)
     image_conditioned: bool = False       # image-to-video: batches carry "image_latents" (B,1,h,w,C)
     ofs: float | None = None              # CogVideoX 1.5-I2V's ofs embedding input (2.0)
     patch_size_t: int = 1                 # CogVideoX 1.5: 2 (latent frames padded to a multiple: latent_frame_padding.py)
@@ -66,7 +64,7 @@ def make_loss_and_grads(module: nn.Module, opts: StepOptions, num_data_shards: i
 
     def loss_and_grads(state: TrainState, batch):
         latents = pad_latent_frames(batch["latents"].astype(jnp.float32), opts.patch_size_t)
-        text = batch["text_ids" if "text_ids" in batch else "text_emb"]
+        text = batch["text_emb"]
         bsz = latents.shape[0]
         k_t, k_n, k_d = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
         if opts.timestep_probabilities is None:

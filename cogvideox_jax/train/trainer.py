@@ -29,7 +29,7 @@ from cogvideox_jax.train.init_source import (init_probe, load_init_params, rando
 from cogvideox_jax.train.latent_batches import ArrayLatentBatches, FirstLatentFrameImages, SyntheticLatentBatches
 from cogvideox_jax.train.metrics_logging import (MetricsLogger, drop_records_after, StepTimer, peak_flops_for, sequence_lengths,
                                                  transformer_train_flops)
-from cogvideox_jax.train.model_factory import ModelSpec, abstract_boxed_params, build_model, text_batch_key
+from cogvideox_jax.train.model_factory import ModelSpec, abstract_boxed_params, build_model
 from cogvideox_jax.train.optimizer import make_optimizer
 from cogvideox_jax.train.params_fingerprint import params_fingerprint
 from cogvideox_jax.train.run_workdir import write_manifest
@@ -61,11 +61,10 @@ def default_data(cfg, stage_index: int, lat_shape, text_shape, batch_size: int):
     if d.kind == "synthetic":
         return SyntheticLatentBatches(d.num_synthetic, lat_shape, text_shape, batch_size,
                                       seed=d.shuffle_seed + stage_index)
-    if d.kind == "precomputed":  # text_emb.npy, or text_ids.npy for a model that takes token ids
-        key = text_batch_key(text_shape)
+    if d.kind == "precomputed":
         lat = np.load(os.path.join(d.path, "latents.npy"), mmap_mode="r")
-        txt = np.load(os.path.join(d.path, f"{key}.npy"), mmap_mode="r")
-        return ArrayLatentBatches(lat, txt, batch_size, seed=d.shuffle_seed + stage_index, text_key=key)
+        txt = np.load(os.path.join(d.path, "text_emb.npy"), mmap_mode="r")
+        return ArrayLatentBatches(lat, txt, batch_size, seed=d.shuffle_seed + stage_index)
     if d.kind == "latent_cache":
         from cogvideox_jax.train.cli_precompute import latent_cache_data
 
@@ -148,7 +147,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def _shapes(self, stage):
         lat = latent_shape(stage, self.spec.latent_channels)
-        return lat, self.spec.text_shape(self.cfg.text_len)
+        return lat, (self.cfg.text_len, self.spec.text_dim)
 
     def _param_plan(self):
         """(boxed abstract params, their shardings): nothing is allocated."""
@@ -277,7 +276,7 @@ class Trainer:
         over data / fsdp)."""
         lat, txt = self._shapes(self.cfg.stages[stage_index])
         b = self.cfg.batch_size
-        return {"latents": (b, *lat), self.spec.text_key: (b, *txt),
+        return {"latents": (b, *lat), "text_emb": (b, *txt),
                 **({"image_latents": (b, 1, *lat[1:])} if self.spec.image_conditioned else {})}
 
     def make_step(self, stage_index: int = 0):
@@ -326,10 +325,10 @@ class Trainer:
         return dataclasses.replace(self.cfg, data=dataclasses.replace(d, pretrained=pretrained, path=data_path))
 
     def _null_text_emb(self):
-        """Precomputed data may carry ``null_text_emb.npy`` (the encoded empty prompt; ``null_text_ids.npy``,
-        its token ids, for a token-id model): caption dropout then uses it instead of zeros."""
+        """Precomputed data may carry ``null_text_emb.npy`` (the encoded empty prompt): caption dropout
+        then uses it instead of zeros."""
         d = self._data_cfg().data
-        path = os.path.join(d.path, f"null_{self.spec.text_key}.npy")
+        path = os.path.join(d.path, "null_text_emb.npy")
         if d.kind == "precomputed" and os.path.exists(path):
             return np.load(path).astype(np.float32)
         return None

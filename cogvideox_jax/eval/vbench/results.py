@@ -69,11 +69,6 @@ def write_results(path: str, results: dict) -> None:
         json.dump(_jsonable(results), f, indent=2, ensure_ascii=False)
 
 
-def load_results(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def _cell(dim: str, results: dict) -> tuple[str, str | None]:
     entry = results.get(dim)
     if entry is None:
