@@ -47,7 +47,6 @@ def tokens_per_step(a) -> int:
 
 
 def run_torch(a, model, folder):
-    import numpy as np
     import torch
     from diffusers import CogVideoXDDIMScheduler
 
@@ -88,7 +87,6 @@ def run_torch(a, model, folder):
 
 def run_jax(a, folder):
     import jax
-    import numpy as np
 
     from configs.train_config import OptimizerConfig, StageConfig, TrainConfig
     from cogvideox_jax.parallel.mesh import make_mesh

@@ -113,7 +113,8 @@ def test_sampling_selection_errors(pipe):
 def test_cli_sample_uses_the_checkpoints_candidates_and_turns_them_off_without_a_shape_word(tmp_path, capsys):
     from cogvideox_jax.cli import main
     from cogvideox_jax.data.video_io import read_video_uint8
-    from cogvideox_jax.shapes.default_model import default_checkpoint, sampling_defaults
+    from cogvideox_jax.pipeline.components import sampling_defaults
+    from cogvideox_jax.shapes.default_model import default_checkpoint
 
     assert sampling_defaults(default_checkpoint())["candidates"] > 1
     videos = {}

@@ -88,7 +88,8 @@ def test_shapes_recipe_contrasts_the_datasets_shape_words():
 def test_cli_sample_applies_the_checkpoints_contrast_guidance(tmp_path):
     from cogvideox_jax.cli import main
     from cogvideox_jax.data.video_io import read_video_uint8
-    from cogvideox_jax.shapes.default_model import default_checkpoint, sampling_defaults
+    from cogvideox_jax.pipeline.components import sampling_defaults
+    from cogvideox_jax.shapes.default_model import default_checkpoint
 
     assert sampling_defaults(default_checkpoint())["contrast_scale"] > 0
     base = ["sample", "--prompt", "a large red cross moves to the left", "--steps", "3"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 
-from cogvideox_jax.shapes.default_model import default_checkpoint, sampling_defaults
+from cogvideox_jax.pipeline.components import sampling_defaults
+from cogvideox_jax.shapes.default_model import default_checkpoint
 
 
 def test_default_model_is_packaged_and_small():

@@ -17,7 +17,7 @@ pytest.importorskip("diffusers")
 from configs.vae import COGVIDEOX_1_5, COGVIDEOX_2B, COGVIDEOX_5B, VAEConfig, get_preset  # noqa: E402
 from cogvideox_jax.convert import CheckpointFormatError, WeightMismatchError, load_diffusers  # noqa: E402
 from cogvideox_jax.convert.params_checkpoint import restore_params, save_params  # noqa: E402
-from cogvideox_jax.models.vae import AutoencoderKLCogVideoX, DiagonalGaussian, TilingConfig  # noqa: E402
+from cogvideox_jax.models.vae import DiagonalGaussian, TilingConfig  # noqa: E402
 from cogvideox_jax_oracles.vae_oracle import from_torch, make_torch_vae, rel_err, to_torch  # noqa: E402
 
 FAST = {"xla_backend_optimization_level": 0}

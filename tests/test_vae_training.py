@@ -1,12 +1,10 @@
 """VAE training objective and loop (``cogvideox_jax/shapes/vae_objective.py``, ``cogvideox_jax/shapes/vae_trainer.py``)."""
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

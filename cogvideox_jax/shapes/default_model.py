@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 
-from cogvideox_jax.pipeline.components import sampling_defaults  # noqa: F401 (sampling.json, read by the core)
 from cogvideox_jax.shapes.stage_folders import ATTEMPT, DONE, SETTINGS
 
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "default_model", "shapes")

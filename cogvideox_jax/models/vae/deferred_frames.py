@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-import jax.numpy as jnp
 from jax import lax
 
 from cogvideox_jax.models.vae.conv_weights import use_frame_loop

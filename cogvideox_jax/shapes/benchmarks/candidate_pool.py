@@ -3,7 +3,6 @@
     python cogvideox_jax/shapes/benchmarks/candidate_pool.py --out POOL                          # package model, 8 candidates, 25 steps
     python cogvideox_jax/shapes/benchmarks/candidate_pool.py --out POOL --candidates 4 --steps 50 --seeds 2,3 --limit 40
     python cogvideox_jax/shapes/benchmarks/candidate_pool.py --out POOL --analyze                # redo the tables of a finished pool
-    python cogvideox_jax/shapes/benchmarks/candidate_pool.py --out POOL --rescore 25,50,100,150,250,350,450,600
     python cogvideox_jax/shapes/benchmarks/candidate_pool.py --out POOL --select 50,150,250,350,450x2 --select 25,50,100x1
 
 For each held-out prompt of the recipe's dataset (regenerated from ``cogvideox_jax/shapes/config.py`` unless
@@ -18,12 +17,10 @@ pipeline returns with ``candidates=n``; with n = ``--candidates`` exactly the re
 the best candidate by the evaluator (the oracle: what a perfect verifier would reach); and the
 verifier's within-prompt AUC: over the prompts with both right and wrong shapes among their
 candidates, how often a right one scores lower than a wrong one (0.5: no better than chance).
-``--rescore T,...`` scores the pool's latents again with the verifier's loss, one fresh noise draw per
-timestep (``--rescore-key``), and prints the AUC of each timestep alone and of sets of them, with the
-shape of their best-of-n picks. ``--select T,...xR`` scores them again exactly as the pipeline would with
+``--select T,...xR`` scores them again exactly as the pipeline would with
 those selection timesteps and repeats (its own scoring and key), so its pick among all the pool's
 candidates is the video the recipe's evaluation would get with those settings.
-Results: BENCHMARKS.md, "Best-of-N verifier".
+Results: BENCHMARKS.md, "The shapes model's research benchmarks"; cogvideox_jax/shapes/README.md.
 """
 from __future__ import annotations
 
@@ -44,7 +41,7 @@ def sample_pool(checkpoint: str, rows: list[dict], seeds, out: str, candidates: 
     from cogvideox_jax.shapes import sampling
     from cogvideox_jax.shapes.candidate_selection import candidate_scores, selection_from_settings
     from cogvideox_jax.shapes.contrast_prompts import contrast_prompts
-    from cogvideox_jax.shapes.default_model import sampling_defaults
+    from cogvideox_jax.pipeline.components import sampling_defaults
     from cogvideox_jax.shapes.recipe import SAMPLE_BATCH, batch_seed
 
     settings = sampling_defaults(checkpoint)
@@ -239,72 +236,6 @@ def select_again(out: str, specs: list[str]) -> dict:
     return report
 
 
-def rescore(out: str, timesteps: list[int], key: int) -> dict:
-    """Per-timestep relative losses of every candidate (fresh noise), their AUCs and best-of-n picks."""
-    import functools
-
-    import jax
-    import jax.numpy as jnp
-
-    from cogvideox_jax.diffusion.training_targets import alphas_cumprod_table
-    from cogvideox_jax.pipeline import CogVideoXPipeline
-    from cogvideox_jax.shapes.candidate_selection import caption_losses, selection_from_settings
-
-    info = json.load(open(os.path.join(out, "settings.json"), encoding="utf-8"))
-    settings, n = info["sampling"], info["candidates"]
-    sel = selection_from_settings(settings)
-    pipe = CogVideoXPipeline.from_pretrained(info["checkpoint"])
-    tr, params = pipe.components.transformer, pipe.components.transformer_params
-    ac = alphas_cumprod_table(pipe.components.scheduler_config)
-
-    @functools.partial(jax.jit, static_argnums=2)
-    def at_timestep(x0, text, t, rng):     # text (K, B, L, D) -> (B, K): the verifier's losses at t alone
-        fn = lambda x, txt, tt: tr.apply({"params": params}, x, txt, tt)  # noqa: E731
-        return caption_losses(fn, x0, text, ac, (t,), rng, 1, sel.object_weight, sel.object_threshold)
-
-    def per_timestep(x0, text, rng):       # (T, B, K), a fresh noise draw per timestep
-        return np.stack([np.asarray(at_timestep(x0, text, t, jax.random.fold_in(rng, t))) for t in timesteps])
-
-    pool, losses = pool_groups(out), {}
-    for seed, start, latents, cond, contrast, _ in pool_batches(out, pool, pipe, n, settings):
-        out_t = np.asarray(per_timestep(latents, jnp.concatenate([cond[None], contrast]), jax.random.PRNGKey(key)))
-        for j in range(latents.shape[0]):
-            losses[(seed, start + j // n, j % n)] = out_t[:, j, :]
-        print(f"rescored seed {seed}, prompts from {start}", flush=True)
-    groups = {k: [(c["candidate"], bool(c["correct"]["shape"]), losses[(c["seed"], c["prompt"], c["candidate"])])
-                  for c in g] for k, g in pool.items()}
-    # padded contrasts (none for the shapes prompts) would need the mask; all 5 are real here
-
-    def relative(l, ts):
-        x = l[ts].mean(axis=0)
-        return x[0] / x.mean()
-
-    def auc(score):
-        return within_prompt_auc([(score(l), ok) for _, ok, l in g] for g in groups.values())
-
-    def best_of(score, k):
-        return float(np.mean([min(sorted(g)[:k], key=lambda c: score(c[2]))[1] for g in groups.values()]))
-
-    report = {"timesteps": timesteps, "key": key, "per_timestep": [], "sets": []}
-    for i, t in enumerate(timesteps):
-        row = {"t": t, "auc": auc(lambda l, i=i: relative(l, [i]))}
-        report["per_timestep"].append(row)
-        print(f"t = {t:4d}: AUC {row['auc']:.3f}")
-    sets = [list(range(len(timesteps)))] + [[i for i, t in enumerate(timesteps) if lo <= t <= hi]
-                                            for lo, hi in ((0, 150), (50, 450), (250, 1000))]
-    for ts in dict.fromkeys(tuple(s) for s in sets if s):
-        ts = list(ts)
-        score = lambda l, ts=ts: relative(l, ts)  # noqa: E731
-        row = {"timesteps": [timesteps[i] for i in ts], "auc": auc(score),
-               "shape_best_of": {k: best_of(score, k) for k in (2, 4, n) if k <= n}}
-        report["sets"].append(row)
-        print(f"t in {row['timesteps']}: AUC {row['auc']:.3f}, shape of the pick "
-              + ", ".join(f"best of {k} {100 * v:.1f} %" for k, v in row["shape_best_of"].items()))
-    with open(os.path.join(out, f"rescore_{key}.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1)
-    return report
-
-
 def main(argv=None) -> None:
     from cogvideox_jax.shapes.default_model import default_checkpoint
 
@@ -317,16 +248,11 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--limit", type=int, default=None, help="the first LIMIT held-out prompts only")
     p.add_argument("--analyze", action="store_true", help="only redo the tables of a finished pool")
-    p.add_argument("--rescore", default=None, help="timesteps (comma-separated) to score a finished pool at again")
-    p.add_argument("--rescore-key", type=int, default=7, help="the noise key of --rescore")
     p.add_argument("--select", action="append", default=None, metavar="T,T,...xR",
                    help="the pipeline's exact pick under these selection timesteps x repeats (repeatable)")
     args = p.parse_args(argv)
     if args.select:
         select_again(args.out, args.select)
-        return
-    if args.rescore:
-        rescore(args.out, [int(t) for t in args.rescore.split(",")], args.rescore_key)
         return
     if not args.analyze:
         if args.candidates < 2:
