@@ -27,34 +27,9 @@ import os
 import resource
 import subprocess
 import sys
-import threading
 import time
 
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class _RssSampler:
-    def __init__(self):
-        self.peak = 0.0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_mb())
-            time.sleep(0.002)
-
-    def __enter__(self):
-        self.peak = _rss_mb()
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
+from rss_sampler import RssSampler
 
 
 def _shapes(args):
@@ -133,7 +108,7 @@ def run_jax(args):
         xla_out_mb=mem.output_size_in_bytes / 2**20,
     )
     times = []
-    with _RssSampler() as sampler:
+    with RssSampler() as sampler:
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             jax.block_until_ready(fn(params, inp))
@@ -163,7 +138,7 @@ def run_torch(args):
         fn()
         first = time.perf_counter() - t0
         times = []
-        with _RssSampler() as sampler:
+        with RssSampler() as sampler:
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
                 fn()

@@ -26,38 +26,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
+
+from rss_sampler import RssSampler, rss_mib
 
 
 FULL_SIZES = {"2b/5b 49x480x720": ("cogvideox-5b", (1, 13, 60, 90, 16)),
               "1.5 81x768x1360": ("cogvideox1.5-5b", (1, 21, 96, 170, 16))}
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class _RssSampler:
-    def __init__(self):
-        self.peak = 0.0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_mb())
-            time.sleep(0.002)
-
-    def __enter__(self):
-        self.peak = _rss_mb()
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
 
 
 def _decode_program(preset: str, tiled: bool, platform: str | None = None):
@@ -114,8 +89,8 @@ def run_one(args) -> dict:
     params = jax.device_put(jax.tree.map(host_init, abstract))
     latents = jax.device_put(rng.standard_normal(zshape).astype(np.float32))
     jax.block_until_ready((params, latents))
-    before = _rss_mb()
-    with _RssSampler() as sampler:
+    before = rss_mib()
+    with RssSampler() as sampler:
         t0 = time.perf_counter()
         out = jax.block_until_ready(compiled(params, latents))
         run_s = time.perf_counter() - t0
