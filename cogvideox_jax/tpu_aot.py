@@ -340,7 +340,7 @@ def _lower_sample(job: AOTJob, mesh: Mesh):
 def compile_job(job: AOTJob, devices=None) -> AOTReport:
     """Lower and compile ``job`` for its TPU topology; returns per-chip memory and FLOPs."""
     from cogvideox_jax.parallel.mesh import make_mesh
-    from cogvideox_jax.train.metrics_logging import peak_flops_for, transformer_train_flops
+    from cogvideox_jax.train.metrics_logging import peak_flops_for, sequence_lengths, transformer_train_flops
 
     devices = devices if devices is not None else topology_devices(job.topology)
     mesh = make_mesh(job.mesh, devices=devices)
@@ -360,11 +360,8 @@ def compile_job(job: AOTJob, devices=None) -> AOTReport:
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
-    c = spec.module.config
-    pt = c.patch_size_t or 1
-    video_tokens = -(-lat[1] // pt) * (lat[2] // c.patch_size) * (lat[3] // c.patch_size)
     return AOTReport(job=job, device_kind=devices[0].device_kind, num_devices=len(devices),
-                     latent_shape=tuple(lat), tokens=text_len + video_tokens,
+                     latent_shape=tuple(lat), tokens=sum(sequence_lengths(spec, lat, text_len)),
                      argument_bytes=int(mem.argument_size_in_bytes), output_bytes=int(mem.output_size_in_bytes),
                      alias_bytes=int(mem.alias_size_in_bytes), temp_bytes=int(mem.temp_size_in_bytes),
                      code_bytes=int(mem.generated_code_size_in_bytes), flops=float(cost.get("flops", 0.0)),

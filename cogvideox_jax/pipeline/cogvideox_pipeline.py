@@ -32,11 +32,12 @@ from cogvideox_jax.diffusion.sampling_schedule import make_sampling_schedule
 from cogvideox_jax.diffusion.training_targets import add_noise, alphas_cumprod_table
 from cogvideox_jax.models.vae.latent_scaling import scale_latents, unscale_latents
 from cogvideox_jax.models.vae.posterior import DiagonalGaussian
-from cogvideox_jax.models.vae.tiling import TilingConfig, tiled_decode, tiled_encode_moments
+from cogvideox_jax.models.vae.tiling import TilingConfig, tiled_encode_moments
 from cogvideox_jax.pipeline import components as comp
 from cogvideox_jax.pipeline.denoise_loop import ExtraGuidance, denoise, denoise_step
 from cogvideox_jax.pipeline.frame_rules import plan_frames, plan_video_frames
 from cogvideox_jax.pipeline.progress import progress_bar
+from cogvideox_jax.pipeline.vae_decoder import VAEDecoder
 
 
 class CogVideoXPipeline:
@@ -351,8 +352,7 @@ class CogVideoXPipeline:
         latents = latents[:, plan.additional_frames:]
         if output_type == "latent":
             return np.asarray(latents, np.float32)
-        video = self.decode_latents(latents) if vae_tiling is None else self.decode_latents(latents, tiling=tiling)
-        return np.asarray(jnp.clip(video / 2 + 0.5, 0.0, 1.0), np.float32)
+        return self.latents_to_video(latents, tiling)
 
     def latents_to_video(self, latents, tiling: bool | TilingConfig | None = None):
         """Denoised latents ``(B, t, h, w, C)`` (``output_type="latent"``) -> the float32 ``(B, T, H, W, 3)``
@@ -437,26 +437,22 @@ class CogVideoXPipeline:
     # ----------------------------------------------------------------------------- VAE
     def decode_latents(self, latents, tiling: bool | TilingConfig | None = None):
         """Latents ``(B, t, h, w, C)`` (scaled) -> video in [-1, 1], decoded as ``self.vae_decode`` says, in
-        tiles when ``tiling`` (default ``self.vae_tiling``) says so."""
+        tiles when ``tiling`` (default ``self.vae_tiling``) says so (``VAEDecoder``, one per tiling)."""
         vae = self.components.vae
         tiling = self.vae_tiling if tiling is None else self._check_tiling(tiling)
-        key = "decode" if not tiling else ("decode", tiling)
-        if key not in self._compiled:
-            if self.vae_decode == "context-parallel":
+        if self.vae_decode == "context-parallel":
+            if "decode" not in self._compiled:
                 from cogvideox_jax.models.vae.context_parallel import context_parallel_decode
 
                 fn = lambda p, z: context_parallel_decode(vae, p, unscale_latents(z, vae.config),  # noqa: E731
                                                           self.mesh)
-            elif not tiling:
-                fn = lambda p, z: vae.apply({"params": p}, unscale_latents(z, vae.config),  # noqa: E731
-                                            frame_batching=self.vae_decode, method="decode")
-            else:  # each tile shape compiled once, the tiles one after the other (tiling.py)
-                def fn(p, z):
-                    decode = lambda t: vae.apply({"params": p}, t, frame_batching=self.vae_decode,  # noqa: E731
-                                                 method="decode")
-                    return tiled_decode(decode, unscale_latents(z, vae.config), tiling, vae.config)
-            self._compiled[key] = jax.jit(fn, compiler_options=memory_optimized())
-        return self._compiled[key](self.components.vae_params, latents)
+                self._compiled["decode"] = jax.jit(fn, compiler_options=memory_optimized())
+            return self._compiled["decode"](self.components.vae_params, latents)
+        key = ("decoder", tiling or False)
+        if key not in self._compiled:
+            self._compiled[key] = VAEDecoder(vae, self.components.vae_params, frame_batching=self.vae_decode,
+                                             tiling=tiling or False)
+        return self._compiled[key].decode(latents)
 
     def _video_latents(self, frames, num_videos: int, key, mode: str, tiling):
         """Video-to-video: the scaled VAE latents ``(num_videos, t, h, w, C)`` of ``frames``

@@ -179,6 +179,7 @@ def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True)
 
     from cogvideox_jax.convert.params_checkpoint import save_params
     from cogvideox_jax.models.transformer.transformer_3d import CogVideoXTransformer3D
+    from cogvideox_jax.parallel.mesh import make_mesh
     from cogvideox_jax.train.model_factory import spec_for_transformer
     from cogvideox_jax.shapes.object_loss_weight import object_loss_weights
     from cogvideox_jax.train.trainer import Trainer, host_tree
@@ -187,11 +188,13 @@ def stage_transformer(recipe, out: str, latents_dir: str, progress: bool = True)
     model = recipe.transformer.replace(**cfg.execution.overrides())   # the stage's execution options
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, kind="precomputed", path=latents_dir),
                               execution=type(cfg.execution)())
+    mesh = make_mesh(cfg.mesh, dcn=cfg.mesh_dcn or None)   # the model runs on it (execution.sequence_parallel)
     spec = spec_for_transformer(CogVideoXTransformer3D(model, dtype=jnp.dtype(cfg.dtype),
-                                                       param_dtype=jnp.dtype(cfg.param_dtype)))
+                                                       param_dtype=jnp.dtype(cfg.param_dtype), mesh=mesh))
     weights = (functools.partial(object_loss_weights, extra=recipe.object_loss_weight,
                                  threshold=recipe.object_threshold) if recipe.object_loss_weight > 0 else None)
-    trainer = Trainer(cfg, os.path.join(out, "run"), model_spec=spec, progress=progress, loss_weights=weights)
+    trainer = Trainer(cfg, os.path.join(out, "run"), mesh=mesh, model_spec=spec, progress=progress,
+                      loss_weights=weights)
     records = trainer.fit()
     state = trainer.state
     params = host_tree(state.ema if cfg.ema_decay > 0 else state.params)

@@ -19,7 +19,7 @@ import numpy as np
 from flax import traverse_util
 
 from cogvideox_jax import paths
-from cogvideox_jax.parallel.mesh import make_mesh, mesh_shape_str
+from cogvideox_jax.parallel.mesh import local_batch_divisor, make_mesh, mesh_shape_str
 from cogvideox_jax.parallel.param_sharding import param_shardings, place_params
 from cogvideox_jax.train import lora as lora_lib
 from cogvideox_jax.train.checkpointing import Checkpointer, abstract_with_shardings
@@ -112,6 +112,9 @@ class Trainer:
         if cfg.init_lora and not paths.exists(cfg.init_lora):
             raise FileNotFoundError(f"init_lora {cfg.init_lora}: no such file or folder")
         self.mesh = make_mesh(mesh if mesh is not None else cfg.mesh, dcn=(cfg.mesh_dcn or None) if mesh is None else None)
+        if cfg.batch_size % local_batch_divisor(self.mesh):
+            raise ValueError(f"batch_size {cfg.batch_size} does not split over the mesh's data x fsdp = "
+                             f"{local_batch_divisor(self.mesh)} devices ({mesh_shape_str(self.mesh)}): use a multiple")
         if model_spec is not None and cfg.execution.overrides():
             raise ValueError(f"execution options {sorted(cfg.execution.overrides())} apply to the model built from "
                              "cfg.model; this Trainer was given a model_spec: set them on its TransformerConfig")

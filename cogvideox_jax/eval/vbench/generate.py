@@ -59,8 +59,9 @@ def _generate(args) -> int:
     from cogvideox_jax.data.video_io import save_video
 
     if args.prompts_file:
-        with open(args.prompts_file) as f:
-            prompts = [line.strip() for line in f if line.strip()]
+        from cogvideox_jax.pipeline.prompts_file import read_prompts
+
+        prompts = read_prompts(args.prompts_file)
     else:
         prompts = unique_prompts(args.dimensions)
     os.makedirs(args.out, exist_ok=True)
